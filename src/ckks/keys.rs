@@ -1,0 +1,240 @@
+//! Key generation: secret, public, relinearization and Galois keys (hybrid key switching with
+//! `dnum` digits and special primes P). Switching keys keep a seed for their uniform halves so that
+//! their serialized form is half the size.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use zeroize::Zeroize;
+
+use super::{CkksError, Context};
+use crate::backend::Buffer;
+use crate::math::sampling::Prng;
+
+/// The secret key s (uniform ternary), NTT form over every prime of the ring. Zeroized on drop;
+/// there is deliberately no way to serialize it or hand it to the server side.
+pub struct SecretKey {
+    pub(crate) ntt: Buffer,
+    pub(crate) params_hash: [u8; 32],
+}
+
+impl Drop for SecretKey {
+    fn drop(&mut self) {
+        match &mut self.ntt {
+            Buffer::Cpu(v) => v.zeroize(),
+        }
+    }
+}
+
+impl std::fmt::Debug for SecretKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SecretKey(..)")
+    }
+}
+
+/// Public encryption key (b, a) = (-a s + e, a) over the Q primes.
+#[derive(Clone, Debug)]
+pub struct PublicKey {
+    pub b: Buffer,
+    /// Expanded from `seed`.
+    pub a: Buffer,
+    pub seed: [u8; 32],
+    pub params_hash: [u8; 32],
+}
+
+/// A key switching from s' to s: per digit j, (b_j, a_j) = (-a_j s + e_j + P g_j s', a_j) over Q and
+/// P. a_j is expanded from `seed`.
+#[derive(Clone, Debug)]
+pub struct SwitchingKey {
+    pub b: Vec<Buffer>,
+    pub a: Vec<Buffer>,
+    pub seed: [u8; 32],
+}
+
+/// Relinearization key: switches s^2 to s.
+#[derive(Clone, Debug)]
+pub struct RelinKey(pub SwitchingKey);
+
+/// Galois keys by Galois element (5^r mod 2N for rotations by r, 2N - 1 for conjugation).
+#[derive(Clone, Debug, Default)]
+pub struct GaloisKeys {
+    pub keys: BTreeMap<usize, SwitchingKey>,
+}
+
+/// The one public bundle a server receives.
+#[derive(Clone, Debug)]
+pub struct EvaluationKeys {
+    pub relin: Option<RelinKey>,
+    pub galois: GaloisKeys,
+    pub params_hash: [u8; 32],
+}
+
+/// Galois element of a left rotation by `r` slots (any sign).
+pub fn galois_element(r: i64, n: usize) -> usize {
+    let two_n = 2 * n as u64;
+    let half = (n / 2) as i64;
+    let mut e = r.rem_euclid(half) as u64;
+    let mut g: u64 = 1;
+    let mut base: u64 = 5;
+    while e > 0 {
+        if e & 1 == 1 {
+            g = g * base % two_n;
+        }
+        base = base * base % two_n;
+        e >>= 1;
+    }
+    g as usize
+}
+
+/// Galois element of complex conjugation.
+pub fn conjugation_element(n: usize) -> usize {
+    2 * n - 1
+}
+
+pub struct KeyGenerator {
+    ctx: Arc<Context>,
+    prng: Prng,
+}
+
+impl KeyGenerator {
+    /// A key generator drawing from the OS-seeded ChaCha20 CSPRNG.
+    pub fn new(ctx: &Arc<Context>) -> Self {
+        KeyGenerator { ctx: ctx.clone(), prng: Prng::from_os() }
+    }
+
+    /// A reproducible key generator (tests and the backend self-test only).
+    pub fn from_seed(ctx: &Arc<Context>, seed: [u8; 32]) -> Self {
+        KeyGenerator { ctx: ctx.clone(), prng: Prng::from_seed(seed) }
+    }
+
+    pub fn gen_secret_key(&mut self) -> SecretKey {
+        let p = &self.ctx.params;
+        let mut s = self.prng.ternary(p.n());
+        let all: Vec<usize> = (0..p.ring.moduli.len()).collect();
+        let ntt = small_to_ntt(&self.ctx, &s, &all);
+        s.zeroize();
+        SecretKey { ntt, params_hash: p.hash }
+    }
+
+    pub fn gen_public_key(&mut self, sk: &SecretKey) -> PublicKey {
+        let p = &self.ctx.params;
+        let be = &self.ctx.backend;
+        let q = p.q_indices(p.max_level());
+        let seed = self.prng.seed32();
+        let a = uniform(&self.ctx, &mut Prng::from_seed(seed), &q);
+        let e = self.prng.cbd(p.n());
+        let mut b = small_to_ntt(&self.ctx, &e, &q);
+        let s = be.slice_limbs(&sk.ntt, 0, q.len());
+        let as_ = be.mul(&a, &s, &q);
+        be.sub_assign(&mut b, &as_, &q);
+        PublicKey { b, a, seed, params_hash: p.hash }
+    }
+
+    /// A switching key from `from` (NTT form over all primes) to the secret key.
+    fn switching_key(&mut self, sk: &SecretKey, from: &Buffer) -> SwitchingKey {
+        let p = &self.ctx.params;
+        let be = &self.ctx.backend;
+        let all: Vec<usize> = (0..p.ring.moduli.len()).collect();
+        let seed = self.prng.seed32();
+        let a = expand_uniform(&self.ctx, seed, p.digits.len(), &all);
+        let n = p.n();
+        let mut b = Vec::with_capacity(p.digits.len());
+        for (j, &(d0, d1)) in p.digits.iter().enumerate() {
+            let e = self.prng.cbd(n);
+            let mut bj = small_to_ntt(&self.ctx, &e, &all);
+            let as_ = be.mul(&a[j], &sk.ntt, &all);
+            be.sub_assign(&mut bj, &as_, &all);
+            // + P * g_j * s': [P]_{q_i} on the digit's limbs, 0 elsewhere.
+            let scal: Vec<u32> = all
+                .iter()
+                .map(|&i| {
+                    if i >= d0 && i < d1 {
+                        let m = p.ring.moduli[i];
+                        p.p_primes.iter().fold(1u32, |acc, &pp| m.mul(acc, pp % m.q))
+                    } else {
+                        0
+                    }
+                })
+                .collect();
+            let mut t = from.clone();
+            be.mul_scalar_assign(&mut t, &scal, &all);
+            be.add_assign(&mut bj, &t, &all);
+            b.push(bj);
+        }
+        SwitchingKey { b, a, seed }
+    }
+
+    pub fn gen_relin_key(&mut self, sk: &SecretKey) -> RelinKey {
+        let all: Vec<usize> = (0..self.ctx.params.ring.moduli.len()).collect();
+        let s2 = self.ctx.backend.mul(&sk.ntt, &sk.ntt, &all);
+        RelinKey(self.switching_key(sk, &s2))
+    }
+
+    /// Galois keys for left rotations by each of `rotations` (any sign), and for conjugation.
+    pub fn gen_galois_keys(&mut self, sk: &SecretKey, rotations: &[i64], conjugation: bool) -> GaloisKeys {
+        let n = self.ctx.params.n();
+        let mut elements: Vec<usize> = rotations.iter().map(|&r| galois_element(r, n)).filter(|&g| g != 1).collect();
+        if conjugation {
+            elements.push(conjugation_element(n));
+        }
+        elements.sort_unstable();
+        elements.dedup();
+        let all: Vec<usize> = (0..self.ctx.params.ring.moduli.len()).collect();
+        let mut keys = BTreeMap::new();
+        for g in elements {
+            // Key from phi_g(s) to s (rotation applies phi_g to the ciphertext, then switches).
+            let from = self.ctx.backend.automorphism(&sk.ntt, g, &all);
+            keys.insert(g, self.switching_key(sk, &from));
+        }
+        GaloisKeys { keys }
+    }
+
+    /// Relinearization key plus Galois keys for `rotations` (and conjugation).
+    pub fn gen_evaluation_keys(&mut self, sk: &SecretKey, rotations: &[i64], conjugation: bool) -> EvaluationKeys {
+        EvaluationKeys {
+            relin: Some(self.gen_relin_key(sk)),
+            galois: self.gen_galois_keys(sk, rotations, conjugation),
+            params_hash: self.ctx.params.hash,
+        }
+    }
+}
+
+/// Small signed coefficients -> NTT form over `primes`.
+pub(crate) fn small_to_ntt(ctx: &Context, coeffs: &[i64], primes: &[usize]) -> Buffer {
+    let n = ctx.params.n();
+    let mut host = vec![0u32; primes.len() * n];
+    for (chunk, &pi) in host.chunks_mut(n).zip(primes) {
+        let m = ctx.params.ring.moduli[pi];
+        for (o, &c) in chunk.iter_mut().zip(coeffs) {
+            *o = m.reduce_i64(c);
+        }
+    }
+    let mut buf = ctx.backend.upload(&host);
+    host.zeroize();
+    ctx.backend.ntt(&mut buf, primes);
+    buf
+}
+
+/// A uniform polynomial over `primes` (uniform in NTT form is uniform).
+pub(crate) fn uniform(ctx: &Context, prng: &mut Prng, primes: &[usize]) -> Buffer {
+    let n = ctx.params.n();
+    let mut host = vec![0u32; primes.len() * n];
+    for (chunk, &pi) in host.chunks_mut(n).zip(primes) {
+        prng.fill_uniform(ctx.params.ring.moduli[pi].q, chunk);
+    }
+    ctx.backend.upload(&host)
+}
+
+/// `count` uniform polynomials expanded from a seed (the same seed always gives the same ones).
+pub(crate) fn expand_uniform(ctx: &Context, seed: [u8; 32], count: usize, primes: &[usize]) -> Vec<Buffer> {
+    let mut prng = Prng::from_seed(seed);
+    (0..count).map(|_| uniform(ctx, &mut prng, primes)).collect()
+}
+
+pub(crate) fn check_hash(ctx: &Context, h: &[u8; 32]) -> Result<(), CkksError> {
+    if &ctx.params.hash == h {
+        Ok(())
+    } else {
+        Err(CkksError::ParamsMismatch)
+    }
+}

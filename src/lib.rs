@@ -1,0 +1,8 @@
+//! Umbra: transformer inference on CKKS-encrypted data, on CPU, CUDA and wgpu.
+//!
+//! Layers, one way only: `math -> backend -> ckks -> (nn -> models) -> cli`. See DESIGN.md.
+
+pub mod backend;
+pub mod bench;
+pub mod ckks;
+pub mod math;

@@ -1,0 +1,123 @@
+//! The `umbra` command line.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use umbra::backend::Device;
+use umbra::ckks::params::presets;
+use umbra::ckks::Parameters;
+
+#[derive(Parser)]
+#[command(name = "umbra", version, about = "Transformer inference on CKKS-encrypted data")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// List the parameter presets.
+    Params {
+        /// One JSON object per line.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Benchmarks.
+    Bench {
+        #[command(subcommand)]
+        what: BenchCmd,
+    },
+}
+
+#[derive(Subcommand)]
+enum BenchCmd {
+    /// Times the CKKS primitives at a preset's top level, with precision in bits.
+    Ops {
+        /// Preset name (see `umbra params`).
+        #[arg(long)]
+        preset: String,
+        /// cpu, cuda, wgpu or auto (default: UMBRA_BACKEND, else auto).
+        #[arg(long)]
+        backend: Option<String>,
+        /// Worker threads (default: all cores).
+        #[arg(long)]
+        threads: Option<usize>,
+        /// Timed repetitions per op (the median is reported).
+        #[arg(long, default_value_t = 7)]
+        reps: usize,
+        /// One JSON object per line.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn set_threads(t: Option<usize>) -> Result<(), String> {
+    if let Some(t) = t {
+        if t == 0 {
+            return Err("--threads must be at least 1".into());
+        }
+        rayon::ThreadPoolBuilder::new().num_threads(t).build_global().map_err(|e| e.to_string())?;
+    }
+    Ok(())
+}
+
+fn run() -> Result<(), String> {
+    let cli = Cli::parse();
+    match cli.cmd {
+        Cmd::Params { json } => {
+            if !json {
+                println!("{:<28} {:>5} {:>8} {:>7} {:>6} {:>5} {:>9} {:>9} {:>14}", "name", "logN", "logQP", "levels", "scale", "dnum", "security", "insecure", "bootstrappable");
+            }
+            for lit in presets() {
+                let p = Parameters::new(lit.clone()).map_err(|e| e.to_string())?;
+                let row = serde_json::json!({
+                    "name": lit.name,
+                    "log_n": lit.log_n,
+                    "log_qp": (p.log_qp * 10.0).round() / 10.0,
+                    "levels": p.max_level(),
+                    "scale_bits": lit.log_scale,
+                    "dnum": p.literal.dnum,
+                    "security_bits": p.security_bits(),
+                    "insecure": !p.is_secure(),
+                    "bootstrappable": umbra::ckks::params::is_bootstrappable(&p),
+                });
+                if json {
+                    println!("{row}");
+                } else {
+                    println!(
+                        "{:<28} {:>5} {:>8.1} {:>7} {:>6} {:>5} {:>9} {:>9} {:>14}",
+                        lit.name, lit.log_n, p.log_qp, p.max_level(), lit.log_scale, p.literal.dnum, p.security_bits(), !p.is_secure(), row["bootstrappable"]
+                    );
+                }
+            }
+        }
+        Cmd::Bench { what: BenchCmd::Ops { preset, backend, threads, reps, json } } => {
+            set_threads(threads)?;
+            let device = Device::choose(backend.as_deref()).map_err(|e| e.to_string())?;
+            let rows = umbra::bench::bench_ops(&preset, device, reps).map_err(|e| e.to_string())?;
+            if !json {
+                println!("# {preset} on {device}, {} threads, median of {reps}", rayon::current_num_threads());
+                println!("{:<18} {:>12} {:>16}", "op", "ms", "precision_bits");
+            }
+            for r in rows {
+                if json {
+                    println!("{}", serde_json::to_string(&r).unwrap());
+                } else {
+                    let bits = r.precision_bits.map(|b| format!("{b:.2}")).unwrap_or_else(|| "-".into());
+                    println!("{:<18} {:>12.3} {:>16}", r.op, r.ms, bits);
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    match run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,12 @@
+//! Number theory under the ring kernels: 32-bit modular arithmetic, NTT-friendly primes, the
+//! negacyclic NTT, RNS base conversion, the canonical-embedding FFT and CSPRNG sampling.
+
+pub mod fft;
+pub mod modulus;
+pub mod ntt;
+pub mod primes;
+pub mod rns;
+pub mod sampling;
+pub mod simd;
+
+pub use modulus::Modulus;
