@@ -6,7 +6,9 @@ use std::time::Instant;
 
 use crate::backend::Device;
 use crate::ckks::encoder::precision_bits;
-use crate::ckks::{Context, CkksError, Decryptor, Encoder, Encryptor, Evaluator, KeyGenerator, Parameters};
+use crate::ckks::{
+    CkksError, Context, Decryptor, Encoder, Encryptor, Evaluator, KeyGenerator, Parameters,
+};
 use crate::math::sampling::Prng;
 
 /// One row of `umbra bench ops`.
@@ -32,7 +34,9 @@ pub fn time_ms<T>(reps: usize, mut f: impl FnMut() -> T) -> f64 {
 }
 
 fn uniform_values(prng: &mut Prng, n: usize) -> Vec<f64> {
-    (0..n).map(|_| (prng.next_u64() >> 11) as f64 / (1u64 << 53) as f64 * 2.0 - 1.0).collect()
+    (0..n)
+        .map(|_| (prng.next_u64() >> 11) as f64 / (1u64 << 53) as f64 * 2.0 - 1.0)
+        .collect()
 }
 
 /// Runs every op of `bench ops` at the preset's top level.
@@ -54,7 +58,13 @@ pub fn bench_ops(preset: &str, device: Device, reps: usize) -> Result<Vec<OpRow>
     let dec = Decryptor::new(&ctx);
     let eval = Evaluator::new(&ctx, keys)?;
     let mut rows = Vec::new();
-    let mut row = |op: &str, ms: f64, bits: Option<f64>| rows.push(OpRow { op: op.into(), ms, precision_bits: bits });
+    let mut row = |op: &str, ms: f64, bits: Option<f64>| {
+        rows.push(OpRow {
+            op: op.into(),
+            ms,
+            precision_bits: bits,
+        })
+    };
 
     let pa = enc.encode(&a, top, None)?;
     let pb = enc.encode(&b, top, None)?;
@@ -63,25 +73,49 @@ pub fn bench_ops(preset: &str, device: Device, reps: usize) -> Result<Vec<OpRow>
     let cb = encryptor.encrypt(&pb)?;
     row("encrypt", time_ms(reps, || encryptor.encrypt(&pa)), None);
     let da = dec.decrypt(&ca, &sk)?;
-    row("decrypt", time_ms(reps, || dec.decrypt(&ca, &sk)), Some(precision_bits(&da, &a)));
+    row(
+        "decrypt",
+        time_ms(reps, || dec.decrypt(&ca, &sk)),
+        Some(precision_bits(&da, &a)),
+    );
     let sum = eval.add_new(&ca, &cb)?;
     let want: Vec<f64> = a.iter().zip(&b).map(|(x, y)| x + y).collect();
-    row("add", time_ms(reps, || eval.add_new(&ca, &cb)), Some(precision_bits(&dec.decrypt(&sum, &sk)?, &want)));
+    row(
+        "add",
+        time_ms(reps, || eval.add_new(&ca, &cb)),
+        Some(precision_bits(&dec.decrypt(&sum, &sk)?, &want)),
+    );
     let prod = eval.mul_relin_new(&ca, &cb)?;
     let want: Vec<f64> = a.iter().zip(&b).map(|(x, y)| x * y).collect();
-    row("mul_relin", time_ms(reps, || eval.mul_relin_new(&ca, &cb)), Some(precision_bits(&dec.decrypt(&prod, &sk)?, &want)));
+    row(
+        "mul_relin",
+        time_ms(reps, || eval.mul_relin_new(&ca, &cb)),
+        Some(precision_bits(&dec.decrypt(&prod, &sk)?, &want)),
+    );
     let rs = eval.rescale_new(&prod)?;
-    row("rescale", time_ms(reps, || eval.rescale_new(&prod)), Some(precision_bits(&dec.decrypt(&rs, &sk)?, &want)));
+    row(
+        "rescale",
+        time_ms(reps, || eval.rescale_new(&prod)),
+        Some(precision_bits(&dec.decrypt(&rs, &sk)?, &want)),
+    );
     let rot = eval.rotate_new(&ca, 1)?;
     let want: Vec<f64> = (0..slots).map(|i| a[(i + 1) % slots]).collect();
-    row("rotate", time_ms(reps, || eval.rotate_new(&ca, 1)), Some(precision_bits(&dec.decrypt(&rot, &sk)?, &want)));
+    row(
+        "rotate",
+        time_ms(reps, || eval.rotate_new(&ca, 1)),
+        Some(precision_bits(&dec.decrypt(&rot, &sk)?, &want)),
+    );
     let hoisted = eval.rotate_hoisted_new(&ca, &rots)?;
     let mut bits = f64::INFINITY;
     for (r, ct) in rots.iter().zip(&hoisted) {
         let want: Vec<f64> = (0..slots).map(|i| a[(i + *r as usize) % slots]).collect();
         bits = bits.min(precision_bits(&dec.decrypt(ct, &sk)?, &want));
     }
-    row("hoisted_rotate_8", time_ms(reps, || eval.rotate_hoisted_new(&ca, &rots)), Some(bits));
+    row(
+        "hoisted_rotate_8",
+        time_ms(reps, || eval.rotate_hoisted_new(&ca, &rots)),
+        Some(bits),
+    );
     let be = &ctx.backend;
     let one = be.slice_limbs(&ca.parts[0], 0, 1);
     row(

@@ -8,7 +8,11 @@ use umbra::ckks::params::presets;
 use umbra::ckks::Parameters;
 
 #[derive(Parser)]
-#[command(name = "umbra", version, about = "Transformer inference on CKKS-encrypted data")]
+#[command(
+    name = "umbra",
+    version,
+    about = "Transformer inference on CKKS-encrypted data"
+)]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
@@ -56,7 +60,10 @@ fn set_threads(t: Option<usize>) -> Result<(), String> {
         if t == 0 {
             return Err("--threads must be at least 1".into());
         }
-        rayon::ThreadPoolBuilder::new().num_threads(t).build_global().map_err(|e| e.to_string())?;
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(t)
+            .build_global()
+            .map_err(|e| e.to_string())?;
     }
     Ok(())
 }
@@ -66,7 +73,18 @@ fn run() -> Result<(), String> {
     match cli.cmd {
         Cmd::Params { json } => {
             if !json {
-                println!("{:<28} {:>5} {:>8} {:>7} {:>6} {:>5} {:>9} {:>9} {:>14}", "name", "logN", "logQP", "levels", "scale", "dnum", "security", "insecure", "bootstrappable");
+                println!(
+                    "{:<28} {:>5} {:>8} {:>7} {:>6} {:>5} {:>9} {:>9} {:>14}",
+                    "name",
+                    "logN",
+                    "logQP",
+                    "levels",
+                    "scale",
+                    "dnum",
+                    "security",
+                    "insecure",
+                    "bootstrappable"
+                );
             }
             for lit in presets() {
                 let p = Parameters::new(lit.clone()).map_err(|e| e.to_string())?;
@@ -86,24 +104,47 @@ fn run() -> Result<(), String> {
                 } else {
                     println!(
                         "{:<28} {:>5} {:>8.1} {:>7} {:>6} {:>5} {:>9} {:>9} {:>14}",
-                        lit.name, lit.log_n, p.log_qp, p.max_level(), lit.log_scale, p.literal.dnum, p.security_bits(), !p.is_secure(), row["bootstrappable"]
+                        lit.name,
+                        lit.log_n,
+                        p.log_qp,
+                        p.max_level(),
+                        lit.log_scale,
+                        p.literal.dnum,
+                        p.security_bits(),
+                        !p.is_secure(),
+                        row["bootstrappable"]
                     );
                 }
             }
         }
-        Cmd::Bench { what: BenchCmd::Ops { preset, backend, threads, reps, json } } => {
+        Cmd::Bench {
+            what:
+                BenchCmd::Ops {
+                    preset,
+                    backend,
+                    threads,
+                    reps,
+                    json,
+                },
+        } => {
             set_threads(threads)?;
             let device = Device::choose(backend.as_deref()).map_err(|e| e.to_string())?;
             let rows = umbra::bench::bench_ops(&preset, device, reps).map_err(|e| e.to_string())?;
             if !json {
-                println!("# {preset} on {device}, {} threads, median of {reps}", rayon::current_num_threads());
+                println!(
+                    "# {preset} on {device}, {} threads, median of {reps}",
+                    rayon::current_num_threads()
+                );
                 println!("{:<18} {:>12} {:>16}", "op", "ms", "precision_bits");
             }
             for r in rows {
                 if json {
                     println!("{}", serde_json::to_string(&r).unwrap());
                 } else {
-                    let bits = r.precision_bits.map(|b| format!("{b:.2}")).unwrap_or_else(|| "-".into());
+                    let bits = r
+                        .precision_bits
+                        .map(|b| format!("{b:.2}"))
+                        .unwrap_or_else(|| "-".into());
                     println!("{:<18} {:>12.3} {:>16}", r.op, r.ms, bits);
                 }
             }

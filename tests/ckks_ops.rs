@@ -29,7 +29,9 @@ fn check_all_ops(preset: &str) {
     assert!(precision_bits(&enc.decode(&pa).unwrap(), &a) > 30.0);
     let ca = encryptor.encrypt(&pa).unwrap();
     let cb = encryptor.encrypt(&pb).unwrap();
-    let bits = |ct: &umbra::ckks::Ciphertext, want: &[f64]| precision_bits(&dec.decrypt(ct, &k.sk).unwrap(), want);
+    let bits = |ct: &umbra::ckks::Ciphertext, want: &[f64]| {
+        precision_bits(&dec.decrypt(ct, &k.sk).unwrap(), want)
+    };
 
     let fresh = bits(&ca, &a);
     assert!(fresh >= 21.0, "{preset}: fresh encryption {fresh:.2} bits");
@@ -49,15 +51,25 @@ fn check_all_ops(preset: &str) {
     let r = eval.rescale_new(&m).unwrap();
     assert_eq!(r.level, top - 1);
     let mul_bits = bits(&r, &prod);
-    assert!(mul_bits >= 19.0, "{preset}: mul+relin+rescale {mul_bits:.2} bits");
+    assert!(
+        mul_bits >= 19.0,
+        "{preset}: mul+relin+rescale {mul_bits:.2} bits"
+    );
 
-    let mp = eval.rescale_new(&eval.mul_plain_new(&ca, &pb).unwrap()).unwrap();
+    let mp = eval
+        .rescale_new(&eval.mul_plain_new(&ca, &pb).unwrap())
+        .unwrap();
     assert!(bits(&mp, &prod) >= 19.0);
     let c = 0.7315;
-    let mc = eval.rescale_new(&eval.mul_const_new(&ca, c).unwrap()).unwrap();
+    let mc = eval
+        .rescale_new(&eval.mul_const_new(&ca, c).unwrap())
+        .unwrap();
     let want: Vec<f64> = a.iter().map(|x| x * c).collect();
     assert!(bits(&mc, &want) >= 19.0);
-    assert!((mc.scale / ca.scale - 1.0).abs() < 1e-9, "mul_const then rescale keeps the scale");
+    assert!(
+        (mc.scale / ca.scale - 1.0).abs() < 1e-9,
+        "mul_const then rescale keeps the scale"
+    );
     let ac = eval.add_const_new(&ca, -0.25).unwrap();
     let want: Vec<f64> = a.iter().map(|x| x - 0.25).collect();
     assert!(bits(&ac, &want) >= 21.0);
@@ -67,7 +79,9 @@ fn check_all_ops(preset: &str) {
 
     for rot in [1i64, 5, -1, 64] {
         let rc = eval.rotate_new(&ca, rot).unwrap();
-        let want: Vec<f64> = (0..slots).map(|i| a[(i as i64 + rot).rem_euclid(slots as i64) as usize]).collect();
+        let want: Vec<f64> = (0..slots)
+            .map(|i| a[(i as i64 + rot).rem_euclid(slots as i64) as usize])
+            .collect();
         let rb = bits(&rc, &want);
         assert!(rb >= 19.0, "{preset}: rotate by {rot}: {rb:.2} bits");
     }
@@ -79,7 +93,9 @@ fn check_all_ops(preset: &str) {
     }
     // Rotate-and-sum over 8 slots.
     let rs = eval.rotate_and_sum_new(&ca, 8).unwrap();
-    let want: Vec<f64> = (0..slots).map(|i| (0..8).map(|j| a[(i + j) % slots]).sum()).collect();
+    let want: Vec<f64> = (0..slots)
+        .map(|i| (0..8).map(|j| a[(i + j) % slots]).sum())
+        .collect();
     assert!(bits(&rs, &want) >= 17.0);
 
     // Dropping a level keeps the value.
@@ -110,22 +126,49 @@ fn complex_slots_and_conjugation() {
     let im = uniform(slots, 4);
     let z: Vec<C64> = re.iter().zip(&im).map(|(&a, &b)| C64::new(a, b)).collect();
     let enc = Encoder::new(ctx);
-    let pt = enc.encode_complex(&z, ctx.params.max_level(), Some(SCALE)).unwrap();
+    let pt = enc
+        .encode_complex(&z, ctx.params.max_level(), Some(SCALE))
+        .unwrap();
     let ct = Encryptor::new(ctx, &k.pk).unwrap().encrypt(&pt).unwrap();
     let eval = Evaluator::new(ctx, k.evk.clone()).unwrap();
     let dec = Decryptor::new(ctx);
-    let got = dec.decrypt_complex(&eval.conjugate_new(&ct).unwrap(), &k.sk).unwrap();
-    let err = got.iter().zip(&z).map(|(g, w)| g.sub(w.conj()).abs()).sum::<f64>() / slots as f64;
+    let got = dec
+        .decrypt_complex(&eval.conjugate_new(&ct).unwrap(), &k.sk)
+        .unwrap();
+    let err = got
+        .iter()
+        .zip(&z)
+        .map(|(g, w)| g.sub(w.conj()).abs())
+        .sum::<f64>()
+        / slots as f64;
     assert!(-err.log2() >= 19.0, "conjugation {:.2} bits", -err.log2());
     // Sparse rotation.
-    let got = dec.decrypt_complex(&eval.rotate_new(&ct, 3).unwrap(), &k.sk).unwrap();
-    let err = (0..slots).map(|i| got[i].sub(z[(i + 3) % slots]).abs()).sum::<f64>() / slots as f64;
-    assert!(-err.log2() >= 19.0, "sparse rotation {:.2} bits", -err.log2());
+    let got = dec
+        .decrypt_complex(&eval.rotate_new(&ct, 3).unwrap(), &k.sk)
+        .unwrap();
+    let err = (0..slots)
+        .map(|i| got[i].sub(z[(i + 3) % slots]).abs())
+        .sum::<f64>()
+        / slots as f64;
+    assert!(
+        -err.log2() >= 19.0,
+        "sparse rotation {:.2} bits",
+        -err.log2()
+    );
     // Complex multiplication.
-    let m = eval.rescale_new(&eval.mul_relin_new(&ct, &ct).unwrap()).unwrap();
+    let m = eval
+        .rescale_new(&eval.mul_relin_new(&ct, &ct).unwrap())
+        .unwrap();
     let got = dec.decrypt_complex(&m, &k.sk).unwrap();
-    let err = (0..slots).map(|i| got[i].sub(z[i].mul(z[i])).abs()).sum::<f64>() / slots as f64;
-    assert!(-err.log2() >= 18.0, "complex square {:.2} bits", -err.log2());
+    let err = (0..slots)
+        .map(|i| got[i].sub(z[i].mul(z[i])).abs())
+        .sum::<f64>()
+        / slots as f64;
+    assert!(
+        -err.log2() >= 18.0,
+        "complex square {:.2} bits",
+        -err.log2()
+    );
 }
 
 #[test]
@@ -137,9 +180,14 @@ fn larger_scales_give_more_bits() {
     let dec = Decryptor::new(ctx);
     let mut e = Encryptor::new(ctx, &k.pk).unwrap();
     let mut bits_at = |log_scale: i32| {
-        let pt = enc.encode(&a, ctx.params.max_level(), Some(2f64.powi(log_scale))).unwrap();
+        let pt = enc
+            .encode(&a, ctx.params.max_level(), Some(2f64.powi(log_scale)))
+            .unwrap();
         precision_bits(&dec.decrypt(&e.encrypt(&pt).unwrap(), &k.sk).unwrap(), &a)
     };
     let (b30, b40, b50) = (bits_at(30), bits_at(40), bits_at(50));
-    assert!(b40 - b30 > 8.0 && b50 - b40 > 8.0, "bits {b30:.1} {b40:.1} {b50:.1}");
+    assert!(
+        b40 - b30 > 8.0 && b50 - b40 > 8.0,
+        "bits {b30:.1} {b40:.1} {b50:.1}"
+    );
 }

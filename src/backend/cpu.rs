@@ -143,7 +143,11 @@ crate::multiversion! {
 
 impl CpuBackend {
     pub fn new(ring: Arc<RingContext>) -> Self {
-        CpuBackend { ring, perms: Mutex::new(HashMap::new()), converters: Mutex::new(HashMap::new()) }
+        CpuBackend {
+            ring,
+            perms: Mutex::new(HashMap::new()),
+            converters: Mutex::new(HashMap::new()),
+        }
     }
 
     fn n(&self) -> usize {
@@ -154,7 +158,12 @@ impl CpuBackend {
         let key = (from.to_vec(), to.to_vec());
         let mut map = self.converters.lock().unwrap();
         map.entry(key)
-            .or_insert_with(|| Arc::new(BaseConverter::new(&self.ring.moduli_of(from), &self.ring.moduli_of(to))))
+            .or_insert_with(|| {
+                Arc::new(BaseConverter::new(
+                    &self.ring.moduli_of(from),
+                    &self.ring.moduli_of(to),
+                ))
+            })
             .clone()
     }
 
@@ -221,32 +230,47 @@ impl RingBackend for CpuBackend {
 
     fn ntt(&self, buf: &mut Buffer, primes: &[usize]) {
         let ring = &self.ring;
-        self.limbs_mut(buf).zip(primes.par_iter()).for_each(|(l, &p)| ring.ntt[p].forward(l));
+        self.limbs_mut(buf)
+            .zip(primes.par_iter())
+            .for_each(|(l, &p)| ring.ntt[p].forward(l));
     }
 
     fn intt(&self, buf: &mut Buffer, primes: &[usize]) {
         let ring = &self.ring;
-        self.limbs_mut(buf).zip(primes.par_iter()).for_each(|(l, &p)| ring.ntt[p].inverse(l));
+        self.limbs_mut(buf)
+            .zip(primes.par_iter())
+            .for_each(|(l, &p)| ring.ntt[p].inverse(l));
     }
 
     fn add_assign(&self, a: &mut Buffer, b: &Buffer, primes: &[usize]) {
         let (ring, n) = (&self.ring, self.n());
-        self.limbs_mut(a).zip(data(b).par_chunks(n)).zip(primes.par_iter()).for_each(|((x, y), &p)| add_vec(x, y, ring.moduli[p].q));
+        self.limbs_mut(a)
+            .zip(data(b).par_chunks(n))
+            .zip(primes.par_iter())
+            .for_each(|((x, y), &p)| add_vec(x, y, ring.moduli[p].q));
     }
 
     fn sub_assign(&self, a: &mut Buffer, b: &Buffer, primes: &[usize]) {
         let (ring, n) = (&self.ring, self.n());
-        self.limbs_mut(a).zip(data(b).par_chunks(n)).zip(primes.par_iter()).for_each(|((x, y), &p)| sub_vec(x, y, ring.moduli[p].q));
+        self.limbs_mut(a)
+            .zip(data(b).par_chunks(n))
+            .zip(primes.par_iter())
+            .for_each(|((x, y), &p)| sub_vec(x, y, ring.moduli[p].q));
     }
 
     fn neg_assign(&self, a: &mut Buffer, primes: &[usize]) {
         let ring = &self.ring;
-        self.limbs_mut(a).zip(primes.par_iter()).for_each(|(x, &p)| neg_vec(x, ring.moduli[p].q));
+        self.limbs_mut(a)
+            .zip(primes.par_iter())
+            .for_each(|(x, &p)| neg_vec(x, ring.moduli[p].q));
     }
 
     fn mul_assign(&self, a: &mut Buffer, b: &Buffer, primes: &[usize]) {
         let (ring, n) = (&self.ring, self.n());
-        self.limbs_mut(a).zip(data(b).par_chunks(n)).zip(primes.par_iter()).for_each(|((x, y), &p)| mul_assign_vec(x, y, &ring.moduli[p]));
+        self.limbs_mut(a)
+            .zip(data(b).par_chunks(n))
+            .zip(primes.par_iter())
+            .for_each(|((x, y), &p)| mul_assign_vec(x, y, &ring.moduli[p]));
     }
 
     fn mul(&self, a: &Buffer, b: &Buffer, primes: &[usize]) -> Buffer {
@@ -271,12 +295,15 @@ impl RingBackend for CpuBackend {
 
     fn mul_scalar_assign(&self, a: &mut Buffer, scalars: &[u32], primes: &[usize]) {
         let ring = &self.ring;
-        self.limbs_mut(a).zip(primes.par_iter()).zip(scalars.par_iter()).for_each(|((x, &p), &c)| {
-            let m = ring.moduli[p];
-            let c = c % m.q;
-            let v = x.to_vec();
-            mul_shoup_vec(&v, x, c, m.shoup(c), m.q);
-        });
+        self.limbs_mut(a)
+            .zip(primes.par_iter())
+            .zip(scalars.par_iter())
+            .for_each(|((x, &p), &c)| {
+                let m = ring.moduli[p];
+                let c = c % m.q;
+                let v = x.to_vec();
+                mul_shoup_vec(&v, x, c, m.shoup(c), m.q);
+            });
     }
 
     fn add_scalar_assign(&self, a: &mut Buffer, scalars: &[u32], primes: &[usize]) {
@@ -291,11 +318,13 @@ impl RingBackend for CpuBackend {
         let perm = self.perm(galois);
         let n = self.n();
         let mut out = self.zeros(primes.len());
-        self.limbs_mut(&mut out).zip(data(a).par_chunks(n)).for_each(|(o, x)| {
-            for (oi, &pi) in o.iter_mut().zip(perm.iter()) {
-                *oi = x[pi as usize];
-            }
-        });
+        self.limbs_mut(&mut out)
+            .zip(data(a).par_chunks(n))
+            .for_each(|(o, x)| {
+                for (oi, &pi) in o.iter_mut().zip(perm.iter()) {
+                    *oi = x[pi as usize];
+                }
+            });
         out
     }
 
@@ -309,10 +338,13 @@ impl RingBackend for CpuBackend {
         let drop_mods = ring.moduli_of(drop);
         let mut r: Vec<u32> = src[keep.len() * n..].to_vec();
         let half: Vec<u32> = half_product(&drop_mods, &drop_mods);
-        r.par_chunks_mut(n).zip(drop.par_iter()).zip(half.par_iter()).for_each(|((l, &p), &h)| {
-            ring.ntt[p].inverse(l);
-            add_const_vec(l, h, ring.moduli[p].q);
-        });
+        r.par_chunks_mut(n)
+            .zip(drop.par_iter())
+            .zip(half.par_iter())
+            .for_each(|((l, &p), &h)| {
+                ring.ntt[p].inverse(l);
+                add_const_vec(l, h, ring.moduli[p].q);
+            });
         let conv = self.converter(drop, keep);
         let rs: Vec<&[u32]> = r.chunks(n).collect();
         let mut lifted = vec![0u32; keep.len() * n];
@@ -332,14 +364,23 @@ impl RingBackend for CpuBackend {
                 let m = ring.moduli[p];
                 add_const_vec(l, m.neg(h), m.q);
                 ring.ntt[p].forward(l);
-                let d = drop_mods.iter().fold(1u32, |acc, dm| m.mul(acc, dm.q % m.q));
+                let d = drop_mods
+                    .iter()
+                    .fold(1u32, |acc, dm| m.mul(acc, dm.q % m.q));
                 let dinv = m.inv(d).expect("distinct primes");
                 sub_mul_shoup_vec(o, xs, l, dinv, m.shoup(dinv), m.q);
             });
         Buffer::Cpu(out)
     }
 
-    fn mod_up(&self, x_coeff: &Buffer, x_ntt: &Buffer, level: &[usize], digit: (usize, usize), ext: &[usize]) -> Buffer {
+    fn mod_up(
+        &self,
+        x_coeff: &Buffer,
+        x_ntt: &Buffer,
+        level: &[usize],
+        digit: (usize, usize),
+        ext: &[usize],
+    ) -> Buffer {
         let n = self.n();
         let ring = &self.ring;
         let (d0, d1) = digit;
@@ -353,7 +394,10 @@ impl RingBackend for CpuBackend {
             let mut outs: Vec<&mut [u32]> = lifted.chunks_mut(n).collect();
             conv.convert(&ins, &mut outs);
         }
-        lifted.par_chunks_mut(n).zip(to.par_iter()).for_each(|(l, &p)| ring.ntt[p].forward(l));
+        lifted
+            .par_chunks_mut(n)
+            .zip(to.par_iter())
+            .for_each(|(l, &p)| ring.ntt[p].forward(l));
         let xn = data(x_ntt);
         let mut out = vec![0u32; ext.len() * n];
         let mut k = 0;
@@ -368,18 +412,36 @@ impl RingBackend for CpuBackend {
         Buffer::Cpu(out)
     }
 
-    fn keyswitch_inner(&self, digits: &[Buffer], keys_b: &[&Buffer], keys_a: &[&Buffer], ext: &[usize]) -> (Buffer, Buffer) {
+    fn keyswitch_inner(
+        &self,
+        digits: &[Buffer],
+        keys_b: &[&Buffer],
+        keys_a: &[&Buffer],
+        ext: &[usize],
+    ) -> (Buffer, Buffer) {
         let n = self.n();
         let ring = &self.ring;
         let mut acc0 = vec![0u32; ext.len() * n];
         let mut acc1 = vec![0u32; ext.len() * n];
-        acc0.par_chunks_mut(n).zip(acc1.par_chunks_mut(n)).enumerate().for_each(|(k, (o0, o1))| {
-            let p = ext[k];
-            let d: Vec<&[u32]> = digits.iter().map(|b| &data(b)[k * n..(k + 1) * n]).collect();
-            let b: Vec<&[u32]> = keys_b.iter().map(|b| &data(b)[p * n..(p + 1) * n]).collect();
-            let a: Vec<&[u32]> = keys_a.iter().map(|b| &data(b)[p * n..(p + 1) * n]).collect();
-            ks_limb(o0, o1, &d, &b, &a, &ring.moduli[p]);
-        });
+        acc0.par_chunks_mut(n)
+            .zip(acc1.par_chunks_mut(n))
+            .enumerate()
+            .for_each(|(k, (o0, o1))| {
+                let p = ext[k];
+                let d: Vec<&[u32]> = digits
+                    .iter()
+                    .map(|b| &data(b)[k * n..(k + 1) * n])
+                    .collect();
+                let b: Vec<&[u32]> = keys_b
+                    .iter()
+                    .map(|b| &data(b)[p * n..(p + 1) * n])
+                    .collect();
+                let a: Vec<&[u32]> = keys_a
+                    .iter()
+                    .map(|b| &data(b)[p * n..(p + 1) * n])
+                    .collect();
+                ks_limb(o0, o1, &d, &b, &a, &ring.moduli[p]);
+            });
         (Buffer::Cpu(acc0), Buffer::Cpu(acc1))
     }
 }

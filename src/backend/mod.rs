@@ -100,7 +100,12 @@ impl RingContext {
     pub fn new(log_n: u32, primes: &[u32]) -> Self {
         let n = 1usize << log_n;
         let ntt: Vec<NttTable> = primes.iter().map(|&q| NttTable::new(q, n)).collect();
-        RingContext { n, log_n, moduli: primes.iter().map(|&q| Modulus::new(q)).collect(), ntt }
+        RingContext {
+            n,
+            log_n,
+            moduli: primes.iter().map(|&q| Modulus::new(q)).collect(),
+            ntt,
+        }
     }
 
     pub fn moduli_of(&self, primes: &[usize]) -> Vec<Modulus> {
@@ -175,9 +180,22 @@ pub trait RingBackend: Send + Sync + fmt::Debug {
 
     /// ModUp for one digit: `x` over `level` primes (NTT form), digit = limbs [d0, d1) of `level`.
     /// Returns the digit's value [x]_{Q_j} lifted to `ext` = level ++ special primes (NTT form).
-    fn mod_up(&self, x_coeff: &Buffer, x_ntt: &Buffer, level: &[usize], digit: (usize, usize), ext: &[usize]) -> Buffer;
+    fn mod_up(
+        &self,
+        x_coeff: &Buffer,
+        x_ntt: &Buffer,
+        level: &[usize],
+        digit: (usize, usize),
+        ext: &[usize],
+    ) -> Buffer;
 
     /// Key-switch inner product: (sum_j d_j * b_j, sum_j d_j * a_j) over `ext`; key buffers hold every
     /// prime of the ring and limb k of `ext` reads key limb `ext[k]`.
-    fn keyswitch_inner(&self, digits: &[Buffer], keys_b: &[&Buffer], keys_a: &[&Buffer], ext: &[usize]) -> (Buffer, Buffer);
+    fn keyswitch_inner(
+        &self,
+        digits: &[Buffer],
+        keys_b: &[&Buffer],
+        keys_a: &[&Buffer],
+        ext: &[usize],
+    ) -> (Buffer, Buffer);
 }

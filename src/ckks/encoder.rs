@@ -19,28 +19,50 @@ const CRT_LIMBS: usize = 4;
 
 impl Encoder {
     pub fn new(ctx: &Arc<Context>) -> Self {
-        Encoder { ctx: ctx.clone(), fft: SpecialFft::new(ctx.params.n()) }
+        Encoder {
+            ctx: ctx.clone(),
+            fft: SpecialFft::new(ctx.params.n()),
+        }
     }
 
     /// Encodes real values at `level` and `scale` (None: the level's default scale). The slot count
     /// is the length rounded up to a power of two (zero-padded).
-    pub fn encode(&self, values: &[f64], level: usize, scale: Option<f64>) -> Result<Plaintext, CkksError> {
+    pub fn encode(
+        &self,
+        values: &[f64],
+        level: usize,
+        scale: Option<f64>,
+    ) -> Result<Plaintext, CkksError> {
         let v: Vec<C64> = values.iter().map(|&x| C64::new(x, 0.0)).collect();
         self.encode_complex(&v, level, scale)
     }
 
     /// Encodes complex values.
-    pub fn encode_complex(&self, values: &[C64], level: usize, scale: Option<f64>) -> Result<Plaintext, CkksError> {
+    pub fn encode_complex(
+        &self,
+        values: &[C64],
+        level: usize,
+        scale: Option<f64>,
+    ) -> Result<Plaintext, CkksError> {
         let p = &self.ctx.params;
         if level > p.max_level() {
-            return Err(CkksError::Invalid(format!("level {level} above the top level {}", p.max_level())));
+            return Err(CkksError::Invalid(format!(
+                "level {level} above the top level {}",
+                p.max_level()
+            )));
         }
         if values.is_empty() || values.len() > p.max_slots() {
-            return Err(CkksError::Invalid(format!("{} values: expected 1..={} slots", values.len(), p.max_slots())));
+            return Err(CkksError::Invalid(format!(
+                "{} values: expected 1..={} slots",
+                values.len(),
+                p.max_slots()
+            )));
         }
         let scale = scale.unwrap_or(p.default_scales[level]);
         if !(scale.is_finite() && scale >= 1.0) {
-            return Err(CkksError::Invalid(format!("scale {scale} must be finite and >= 1")));
+            return Err(CkksError::Invalid(format!(
+                "scale {scale} must be finite and >= 1"
+            )));
         }
         let slots = values.len().next_power_of_two();
         let mut v = vec![C64::default(); slots];
@@ -51,7 +73,12 @@ impl Encoder {
         self.fft.inverse(&mut v);
         let coeffs = self.place(&v, scale, level)?;
         let poly = self.to_ntt(&coeffs, level);
-        Ok(Plaintext { poly, level, scale, slots })
+        Ok(Plaintext {
+            poly,
+            level,
+            scale,
+            slots,
+        })
     }
 
     /// Scaled, rounded coefficients; errors if any exceeds what Q_level holds.
@@ -86,7 +113,11 @@ impl Encoder {
         for (l, chunk) in host.chunks_mut(n).enumerate() {
             let m = p.ring.moduli[l];
             for (o, &c) in chunk.iter_mut().zip(coeffs) {
-                *o = if c.unsigned_abs() < (1u128 << 62) { m.reduce_i64(c as i64) } else { m.reduce_i128(c) };
+                *o = if c.unsigned_abs() < (1u128 << 62) {
+                    m.reduce_i64(c as i64)
+                } else {
+                    m.reduce_i128(c)
+                };
             }
         }
         let be = &self.ctx.backend;
@@ -112,13 +143,23 @@ impl Encoder {
     }
 
     /// Coefficient-form residues over the first `limbs` primes -> slots.
-    pub(crate) fn decode_coeffs(&self, host: &[u32], limbs: usize, scale: f64, slots: usize) -> Vec<C64> {
+    pub(crate) fn decode_coeffs(
+        &self,
+        host: &[u32],
+        limbs: usize,
+        scale: f64,
+        slots: usize,
+    ) -> Vec<C64> {
         let p = &self.ctx.params;
         let n = p.n();
         let moduli = &p.ring.moduli[..limbs];
         let big_b: u128 = moduli.iter().map(|m| m.q as u128).product();
         let punct: Vec<u128> = moduli.iter().map(|m| big_b / m.q as u128).collect();
-        let inv_punct: Vec<u32> = moduli.iter().zip(&punct).map(|(m, &pb)| m.inv((pb % m.q as u128) as u32).unwrap()).collect();
+        let inv_punct: Vec<u32> = moduli
+            .iter()
+            .zip(&punct)
+            .map(|(m, &pb)| m.inv((pb % m.q as u128) as u32).unwrap())
+            .collect();
         let lift = |k: usize| -> f64 {
             let mut s: u128 = 0;
             for j in 0..limbs {
@@ -126,11 +167,17 @@ impl Encoder {
                 s += y as u128 * punct[j];
             }
             let x = s % big_b;
-            let v = if x > big_b / 2 { -((big_b - x) as f64) } else { x as f64 };
+            let v = if x > big_b / 2 {
+                -((big_b - x) as f64)
+            } else {
+                x as f64
+            };
             v / scale
         };
         let gap = n / (2 * slots);
-        let mut v: Vec<C64> = (0..slots).map(|i| C64::new(lift(i * gap), lift(n / 2 + i * gap))).collect();
+        let mut v: Vec<C64> = (0..slots)
+            .map(|i| C64::new(lift(i * gap), lift(n / 2 + i * gap)))
+            .collect();
         self.fft.forward(&mut v);
         v
     }
@@ -140,12 +187,21 @@ impl Encoder {
 /// the project's tests assert).
 pub fn precision_bits(got: &[f64], want: &[f64]) -> f64 {
     let n = want.len().min(got.len()).max(1);
-    let err = got.iter().zip(want).map(|(a, b)| (a - b).abs()).sum::<f64>() / n as f64;
+    let err = got
+        .iter()
+        .zip(want)
+        .map(|(a, b)| (a - b).abs())
+        .sum::<f64>()
+        / n as f64;
     -(err.max(f64::MIN_POSITIVE)).log2()
 }
 
 /// Minimum precision in bits over the slots: log2(1 / max |error|).
 pub fn precision_bits_min(got: &[f64], want: &[f64]) -> f64 {
-    let err = got.iter().zip(want).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
+    let err = got
+        .iter()
+        .zip(want)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0, f64::max);
     -(err.max(f64::MIN_POSITIVE)).log2()
 }

@@ -18,17 +18,28 @@ impl Encryptor {
     /// Public-key encryptor.
     pub fn new(ctx: &Arc<Context>, pk: &PublicKey) -> Result<Self, CkksError> {
         check_hash(ctx, &pk.params_hash)?;
-        Ok(Encryptor { ctx: ctx.clone(), pk: Some(pk.clone()), prng: Prng::from_os() })
+        Ok(Encryptor {
+            ctx: ctx.clone(),
+            pk: Some(pk.clone()),
+            prng: Prng::from_os(),
+        })
     }
 
     /// Secret-key-only encryptor (client side).
     pub fn secret(ctx: &Arc<Context>) -> Self {
-        Encryptor { ctx: ctx.clone(), pk: None, prng: Prng::from_os() }
+        Encryptor {
+            ctx: ctx.clone(),
+            pk: None,
+            prng: Prng::from_os(),
+        }
     }
 
     /// Public-key encryption: (b u + e0 + m, a u + e1) with u ternary.
     pub fn encrypt(&mut self, pt: &Plaintext) -> Result<Ciphertext, CkksError> {
-        let pk = self.pk.as_ref().ok_or_else(|| CkksError::MissingKey("public key (use encrypt_sk)".into()))?;
+        let pk = self
+            .pk
+            .as_ref()
+            .ok_or_else(|| CkksError::MissingKey("public key (use encrypt_sk)".into()))?;
         let p = &self.ctx.params;
         let be = &self.ctx.backend;
         let q = p.q_indices(pt.level);
@@ -41,7 +52,13 @@ impl Encryptor {
         be.mul_add_assign(&mut c0, &b, &u, &q);
         be.mul_add_assign(&mut c1, &a, &u, &q);
         be.add_assign(&mut c0, &pt.poly, &q);
-        Ok(Ciphertext { parts: vec![c0, c1], level: pt.level, scale: pt.scale, slots: pt.slots, seed: None })
+        Ok(Ciphertext {
+            parts: vec![c0, c1],
+            level: pt.level,
+            scale: pt.scale,
+            slots: pt.slots,
+            seed: None,
+        })
     }
 
     /// Secret-key encryption: (-a s + e + m, a) with a expanded from a fresh seed.
@@ -57,7 +74,13 @@ impl Encryptor {
         let as_ = be.mul(&a, &s, &q);
         be.sub_assign(&mut c0, &as_, &q);
         be.add_assign(&mut c0, &pt.poly, &q);
-        Ok(Ciphertext { parts: vec![c0, a], level: pt.level, scale: pt.scale, slots: pt.slots, seed: Some(seed) })
+        Ok(Ciphertext {
+            parts: vec![c0, a],
+            level: pt.level,
+            scale: pt.scale,
+            slots: pt.slots,
+            seed: Some(seed),
+        })
     }
 }
 
@@ -71,7 +94,10 @@ const DECRYPT_LIMBS: usize = 4;
 
 impl Decryptor {
     pub fn new(ctx: &Arc<Context>) -> Self {
-        Decryptor { ctx: ctx.clone(), encoder: Encoder::new(ctx) }
+        Decryptor {
+            ctx: ctx.clone(),
+            encoder: Encoder::new(ctx),
+        }
     }
 
     /// Decrypts and decodes to complex slots.
@@ -100,11 +126,19 @@ impl Decryptor {
 
     /// Decrypts and decodes to real slots.
     pub fn decrypt(&self, ct: &Ciphertext, sk: &SecretKey) -> Result<Vec<f64>, CkksError> {
-        Ok(self.decrypt_complex(ct, sk)?.into_iter().map(|c| c.re).collect())
+        Ok(self
+            .decrypt_complex(ct, sk)?
+            .into_iter()
+            .map(|c| c.re)
+            .collect())
     }
 
     /// Decrypts to a plaintext at the ciphertext's level (all limbs).
-    pub fn decrypt_to_plaintext(&self, ct: &Ciphertext, sk: &SecretKey) -> Result<Plaintext, CkksError> {
+    pub fn decrypt_to_plaintext(
+        &self,
+        ct: &Ciphertext,
+        sk: &SecretKey,
+    ) -> Result<Plaintext, CkksError> {
         check_hash(&self.ctx, &sk.params_hash)?;
         let p = &self.ctx.params;
         let be = &self.ctx.backend;
@@ -112,6 +146,11 @@ impl Decryptor {
         let s = be.slice_limbs(&sk.ntt, 0, q.len());
         let mut m = ct.parts[0].clone();
         be.mul_add_assign(&mut m, &ct.parts[1], &s, &q);
-        Ok(Plaintext { poly: m, level: ct.level, scale: ct.scale, slots: ct.slots })
+        Ok(Plaintext {
+            poly: m,
+            level: ct.level,
+            scale: ct.scale,
+            slots: ct.slots,
+        })
     }
 }

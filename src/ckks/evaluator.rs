@@ -24,12 +24,18 @@ impl Evaluator {
     /// An evaluator with evaluation keys (the server side never holds a secret key).
     pub fn new(ctx: &Arc<Context>, keys: Arc<EvaluationKeys>) -> Result<Self, CkksError> {
         super::keys::check_hash(ctx, &keys.params_hash)?;
-        Ok(Evaluator { ctx: ctx.clone(), keys: Some(keys) })
+        Ok(Evaluator {
+            ctx: ctx.clone(),
+            keys: Some(keys),
+        })
     }
 
     /// An evaluator for key-free operations only (add, plaintext ops, rescale).
     pub fn without_keys(ctx: &Arc<Context>) -> Self {
-        Evaluator { ctx: ctx.clone(), keys: None }
+        Evaluator {
+            ctx: ctx.clone(),
+            keys: None,
+        }
     }
 
     pub fn context(&self) -> &Arc<Context> {
@@ -39,8 +45,14 @@ impl Evaluator {
     fn check_ct(&self, a: &Ciphertext) -> Result<(), CkksError> {
         let p = &self.ctx.params;
         let n = p.n() * p.limbs_at(a.level.min(p.max_level()));
-        if a.level > p.max_level() || a.parts.len() < 2 || a.parts.len() > 3 || a.parts.iter().any(|x| x.len() != n) {
-            return Err(CkksError::Invalid("malformed ciphertext for these parameters".into()));
+        if a.level > p.max_level()
+            || a.parts.len() < 2
+            || a.parts.len() > 3
+            || a.parts.iter().any(|x| x.len() != n)
+        {
+            return Err(CkksError::Invalid(
+                "malformed ciphertext for these parameters".into(),
+            ));
         }
         Ok(())
     }
@@ -61,7 +73,12 @@ impl Evaluator {
     }
 
     /// out = a + b.
-    pub fn add(&self, a: &Ciphertext, b: &Ciphertext, out: &mut Ciphertext) -> Result<(), CkksError> {
+    pub fn add(
+        &self,
+        a: &Ciphertext,
+        b: &Ciphertext,
+        out: &mut Ciphertext,
+    ) -> Result<(), CkksError> {
         *out = self.add_new(a, b)?;
         Ok(())
     }
@@ -89,7 +106,12 @@ impl Evaluator {
         Ok(())
     }
 
-    pub fn sub(&self, a: &Ciphertext, b: &Ciphertext, out: &mut Ciphertext) -> Result<(), CkksError> {
+    pub fn sub(
+        &self,
+        a: &Ciphertext,
+        b: &Ciphertext,
+        out: &mut Ciphertext,
+    ) -> Result<(), CkksError> {
         *out = self.sub_new(a, b)?;
         Ok(())
     }
@@ -106,7 +128,11 @@ impl Evaluator {
         }
         let q = self.q(a.level);
         let be = &self.ctx.backend;
-        let (long, short, flip) = if a.parts.len() >= b.parts.len() { (a, b, false) } else { (b, a, true) };
+        let (long, short, flip) = if a.parts.len() >= b.parts.len() {
+            (a, b, false)
+        } else {
+            (b, a, true)
+        };
         let mut parts = long.parts.clone();
         for (x, y) in parts.iter_mut().zip(&short.parts) {
             if sub && flip {
@@ -124,7 +150,13 @@ impl Evaluator {
                 be.neg_assign(x, &q);
             }
         }
-        Ok(Ciphertext { parts, level: a.level, scale: a.scale, slots: a.slots, seed: None })
+        Ok(Ciphertext {
+            parts,
+            level: a.level,
+            scale: a.scale,
+            slots: a.slots,
+            seed: None,
+        })
     }
 
     /// -a.
@@ -146,7 +178,9 @@ impl Evaluator {
             return Err(CkksError::ScaleMismatch(a.scale.log2(), pt.scale.log2()));
         }
         let mut out = a.clone();
-        self.ctx.backend.add_assign(&mut out.parts[0], &pt.poly, &self.q(a.level));
+        self.ctx
+            .backend
+            .add_assign(&mut out.parts[0], &pt.poly, &self.q(a.level));
         out.seed = None;
         Ok(out)
     }
@@ -171,13 +205,18 @@ impl Evaluator {
         let v = (c * a.scale).round();
         let p = &self.ctx.params;
         if !v.is_finite() || v.abs() >= 2f64.powf((p.log_q_at(a.level) - 1.0).min(126.0)) {
-            return Err(CkksError::OutOfRange(format!("constant {c} at scale 2^{:.1}", a.scale.log2())));
+            return Err(CkksError::OutOfRange(format!(
+                "constant {c} at scale 2^{:.1}",
+                a.scale.log2()
+            )));
         }
         let v = v as i128;
         let q = self.q(a.level);
         let scal: Vec<u32> = q.iter().map(|&i| p.ring.moduli[i].reduce_i128(v)).collect();
         let mut out = a.clone();
-        self.ctx.backend.add_scalar_assign(&mut out.parts[0], &scal, &q);
+        self.ctx
+            .backend
+            .add_scalar_assign(&mut out.parts[0], &scal, &q);
         out.seed = None;
         Ok(out)
     }
@@ -187,7 +226,11 @@ impl Evaluator {
     pub fn mul_const_new(&self, a: &Ciphertext, c: f64) -> Result<Ciphertext, CkksError> {
         self.check_ct(a)?;
         let p = &self.ctx.params;
-        let cs = if a.level > 0 { p.rescale_factor(a.level) } else { 1.0 };
+        let cs = if a.level > 0 {
+            p.rescale_factor(a.level)
+        } else {
+            1.0
+        };
         let v = (c * cs).round();
         if !v.is_finite() || v.abs() >= 2f64.powi(120) {
             return Err(CkksError::OutOfRange(format!("constant {c}")));
@@ -229,7 +272,9 @@ impl Evaluator {
     }
 
     fn keys(&self) -> Result<&EvaluationKeys, CkksError> {
-        self.keys.as_deref().ok_or_else(|| CkksError::MissingKey("this evaluator has no evaluation keys".into()))
+        self.keys
+            .as_deref()
+            .ok_or_else(|| CkksError::MissingKey("this evaluator has no evaluation keys".into()))
     }
 
     /// Tensor product without relinearization (degree 2).
@@ -237,7 +282,9 @@ impl Evaluator {
         self.check_pair(a, b.level, b.slots)?;
         self.check_ct(b)?;
         if a.degree() != 1 || b.degree() != 1 {
-            return Err(CkksError::Invalid("multiply degree-1 ciphertexts (relinearize first)".into()));
+            return Err(CkksError::Invalid(
+                "multiply degree-1 ciphertexts (relinearize first)".into(),
+            ));
         }
         let scale = self.product_scale(a.level, a.scale, b.scale)?;
         let q = self.q(a.level);
@@ -246,7 +293,13 @@ impl Evaluator {
         let mut d1 = be.mul(&a.parts[0], &b.parts[1], &q);
         be.mul_add_assign(&mut d1, &a.parts[1], &b.parts[0], &q);
         let d2 = be.mul(&a.parts[1], &b.parts[1], &q);
-        Ok(Ciphertext { parts: vec![d0, d1, d2], level: a.level, scale, slots: a.slots, seed: None })
+        Ok(Ciphertext {
+            parts: vec![d0, d1, d2],
+            level: a.level,
+            scale,
+            slots: a.slots,
+            seed: None,
+        })
     }
 
     /// Degree 2 -> degree 1 with the relinearization key.
@@ -255,7 +308,11 @@ impl Evaluator {
         if a.degree() == 1 {
             return Ok(a.clone());
         }
-        let rlk = self.keys()?.relin.as_ref().ok_or_else(|| CkksError::MissingKey("relinearization key".into()))?;
+        let rlk = self
+            .keys()?
+            .relin
+            .as_ref()
+            .ok_or_else(|| CkksError::MissingKey("relinearization key".into()))?;
         let dec = decompose(&self.ctx, &a.parts[2], a.level);
         let (k0, k1) = apply_key(&self.ctx, &dec, &rlk.0, None);
         let q = self.q(a.level);
@@ -264,17 +321,31 @@ impl Evaluator {
         let mut c1 = a.parts[1].clone();
         be.add_assign(&mut c0, &k0, &q);
         be.add_assign(&mut c1, &k1, &q);
-        Ok(Ciphertext { parts: vec![c0, c1], level: a.level, scale: a.scale, slots: a.slots, seed: None })
+        Ok(Ciphertext {
+            parts: vec![c0, c1],
+            level: a.level,
+            scale: a.scale,
+            slots: a.slots,
+            seed: None,
+        })
     }
 
     /// a * b with relinearization.
     pub fn mul_relin_new(&self, a: &Ciphertext, b: &Ciphertext) -> Result<Ciphertext, CkksError> {
-        self.keys()?.relin.as_ref().ok_or_else(|| CkksError::MissingKey("relinearization key".into()))?;
+        self.keys()?
+            .relin
+            .as_ref()
+            .ok_or_else(|| CkksError::MissingKey("relinearization key".into()))?;
         let t = self.mul_new(a, b)?;
         self.relinearize_new(&t)
     }
 
-    pub fn mul_relin(&self, a: &Ciphertext, b: &Ciphertext, out: &mut Ciphertext) -> Result<(), CkksError> {
+    pub fn mul_relin(
+        &self,
+        a: &Ciphertext,
+        b: &Ciphertext,
+        out: &mut Ciphertext,
+    ) -> Result<(), CkksError> {
         *out = self.mul_relin_new(a, b)?;
         Ok(())
     }
@@ -283,13 +354,25 @@ impl Evaluator {
     pub fn rescale_new(&self, a: &Ciphertext) -> Result<Ciphertext, CkksError> {
         self.check_ct(a)?;
         if a.level == 0 {
-            return Err(CkksError::LevelsExhausted("cannot rescale at level 0".into()));
+            return Err(CkksError::LevelsExhausted(
+                "cannot rescale at level 0".into(),
+            ));
         }
         let p = &self.ctx.params;
         let q = self.q(a.level);
         let g = p.q_groups[a.level].len();
-        let parts = a.parts.iter().map(|x| self.ctx.backend.divide_round_last(x, &q, g)).collect();
-        Ok(Ciphertext { parts, level: a.level - 1, scale: a.scale / p.rescale_factor(a.level), slots: a.slots, seed: None })
+        let parts = a
+            .parts
+            .iter()
+            .map(|x| self.ctx.backend.divide_round_last(x, &q, g))
+            .collect();
+        Ok(Ciphertext {
+            parts,
+            level: a.level - 1,
+            scale: a.scale / p.rescale_factor(a.level),
+            slots: a.slots,
+            seed: None,
+        })
     }
 
     pub fn rescale(&self, a: &Ciphertext, out: &mut Ciphertext) -> Result<(), CkksError> {
@@ -301,15 +384,32 @@ impl Evaluator {
     pub fn drop_to_level_new(&self, a: &Ciphertext, level: usize) -> Result<Ciphertext, CkksError> {
         self.check_ct(a)?;
         if level > a.level {
-            return Err(CkksError::Invalid(format!("cannot raise level {} to {level}", a.level)));
+            return Err(CkksError::Invalid(format!(
+                "cannot raise level {} to {level}",
+                a.level
+            )));
         }
         let l = self.ctx.params.limbs_at(level);
-        let parts = a.parts.iter().map(|x| self.ctx.backend.slice_limbs(x, 0, l)).collect();
-        Ok(Ciphertext { parts, level, scale: a.scale, slots: a.slots, seed: None })
+        let parts = a
+            .parts
+            .iter()
+            .map(|x| self.ctx.backend.slice_limbs(x, 0, l))
+            .collect();
+        Ok(Ciphertext {
+            parts,
+            level,
+            scale: a.scale,
+            slots: a.slots,
+            seed: None,
+        })
     }
 
     fn galois_key(&self, g: usize, what: &str) -> Result<&SwitchingKey, CkksError> {
-        self.keys()?.galois.keys.get(&g).ok_or_else(|| CkksError::MissingKey(format!("Galois key for {what}")))
+        self.keys()?
+            .galois
+            .keys
+            .get(&g)
+            .ok_or_else(|| CkksError::MissingKey(format!("Galois key for {what}")))
     }
 
     /// Applies X -> X^g and switches back to s.
@@ -326,7 +426,13 @@ impl Evaluator {
         let (k0, k1) = apply_key(&self.ctx, &dec, key, None);
         let mut c0 = be.automorphism(&a.parts[0], g, &q);
         be.add_assign(&mut c0, &k0, &q);
-        Ok(Ciphertext { parts: vec![c0, k1], level: a.level, scale: a.scale, slots: a.slots, seed: None })
+        Ok(Ciphertext {
+            parts: vec![c0, k1],
+            level: a.level,
+            scale: a.scale,
+            slots: a.slots,
+            seed: None,
+        })
     }
 
     /// Left rotation of the slots by r (negative: right).
@@ -349,7 +455,11 @@ impl Evaluator {
     }
 
     /// Several rotations of one ciphertext sharing one decomposition of c1 (hoisting).
-    pub fn rotate_hoisted_new(&self, a: &Ciphertext, rotations: &[i64]) -> Result<Vec<Ciphertext>, CkksError> {
+    pub fn rotate_hoisted_new(
+        &self,
+        a: &Ciphertext,
+        rotations: &[i64],
+    ) -> Result<Vec<Ciphertext>, CkksError> {
         self.check_ct(a)?;
         if a.degree() != 1 {
             return Err(CkksError::Invalid("relinearize before rotating".into()));
@@ -363,7 +473,8 @@ impl Evaluator {
                 if g == 1 {
                     Ok((g, None))
                 } else {
-                    self.galois_key(g, &format!("rotation by {r}")).map(|k| (g, Some(k)))
+                    self.galois_key(g, &format!("rotation by {r}"))
+                        .map(|k| (g, Some(k)))
                 }
             })
             .collect::<Result<_, _>>()?;
@@ -377,7 +488,13 @@ impl Evaluator {
                     let (k0, k1) = apply_key(&self.ctx, &dec, key, Some(g));
                     let mut c0 = be.automorphism(&a.parts[0], g, &q);
                     be.add_assign(&mut c0, &k0, &q);
-                    Ciphertext { parts: vec![c0, k1], level: a.level, scale: a.scale, slots: a.slots, seed: None }
+                    Ciphertext {
+                        parts: vec![c0, k1],
+                        level: a.level,
+                        scale: a.scale,
+                        slots: a.slots,
+                        seed: None,
+                    }
                 }
             })
             .collect())
@@ -387,7 +504,10 @@ impl Evaluator {
     /// by 1, 2, 4, ..., n/2). With n = slots every slot holds the total.
     pub fn rotate_and_sum_new(&self, a: &Ciphertext, n: usize) -> Result<Ciphertext, CkksError> {
         if !n.is_power_of_two() || n > a.slots {
-            return Err(CkksError::Invalid(format!("rotate-and-sum over {n} slots: need a power of two <= {}", a.slots)));
+            return Err(CkksError::Invalid(format!(
+                "rotate-and-sum over {n} slots: need a power of two <= {}",
+                a.slots
+            )));
         }
         let mut acc = a.clone();
         let mut step = 1;

@@ -99,12 +99,18 @@ pub struct KeyGenerator {
 impl KeyGenerator {
     /// A key generator drawing from the OS-seeded ChaCha20 CSPRNG.
     pub fn new(ctx: &Arc<Context>) -> Self {
-        KeyGenerator { ctx: ctx.clone(), prng: Prng::from_os() }
+        KeyGenerator {
+            ctx: ctx.clone(),
+            prng: Prng::from_os(),
+        }
     }
 
     /// A reproducible key generator (tests and the backend self-test only).
     pub fn from_seed(ctx: &Arc<Context>, seed: [u8; 32]) -> Self {
-        KeyGenerator { ctx: ctx.clone(), prng: Prng::from_seed(seed) }
+        KeyGenerator {
+            ctx: ctx.clone(),
+            prng: Prng::from_seed(seed),
+        }
     }
 
     pub fn gen_secret_key(&mut self) -> SecretKey {
@@ -113,7 +119,10 @@ impl KeyGenerator {
         let all: Vec<usize> = (0..p.ring.moduli.len()).collect();
         let ntt = small_to_ntt(&self.ctx, &s, &all);
         s.zeroize();
-        SecretKey { ntt, params_hash: p.hash }
+        SecretKey {
+            ntt,
+            params_hash: p.hash,
+        }
     }
 
     pub fn gen_public_key(&mut self, sk: &SecretKey) -> PublicKey {
@@ -127,7 +136,12 @@ impl KeyGenerator {
         let s = be.slice_limbs(&sk.ntt, 0, q.len());
         let as_ = be.mul(&a, &s, &q);
         be.sub_assign(&mut b, &as_, &q);
-        PublicKey { b, a, seed, params_hash: p.hash }
+        PublicKey {
+            b,
+            a,
+            seed,
+            params_hash: p.hash,
+        }
     }
 
     /// A switching key from `from` (NTT form over all primes) to the secret key.
@@ -150,7 +164,9 @@ impl KeyGenerator {
                 .map(|&i| {
                     if i >= d0 && i < d1 {
                         let m = p.ring.moduli[i];
-                        p.p_primes.iter().fold(1u32, |acc, &pp| m.mul(acc, pp % m.q))
+                        p.p_primes
+                            .iter()
+                            .fold(1u32, |acc, &pp| m.mul(acc, pp % m.q))
                     } else {
                         0
                     }
@@ -171,9 +187,18 @@ impl KeyGenerator {
     }
 
     /// Galois keys for left rotations by each of `rotations` (any sign), and for conjugation.
-    pub fn gen_galois_keys(&mut self, sk: &SecretKey, rotations: &[i64], conjugation: bool) -> GaloisKeys {
+    pub fn gen_galois_keys(
+        &mut self,
+        sk: &SecretKey,
+        rotations: &[i64],
+        conjugation: bool,
+    ) -> GaloisKeys {
         let n = self.ctx.params.n();
-        let mut elements: Vec<usize> = rotations.iter().map(|&r| galois_element(r, n)).filter(|&g| g != 1).collect();
+        let mut elements: Vec<usize> = rotations
+            .iter()
+            .map(|&r| galois_element(r, n))
+            .filter(|&g| g != 1)
+            .collect();
         if conjugation {
             elements.push(conjugation_element(n));
         }
@@ -190,7 +215,12 @@ impl KeyGenerator {
     }
 
     /// Relinearization key plus Galois keys for `rotations` (and conjugation).
-    pub fn gen_evaluation_keys(&mut self, sk: &SecretKey, rotations: &[i64], conjugation: bool) -> EvaluationKeys {
+    pub fn gen_evaluation_keys(
+        &mut self,
+        sk: &SecretKey,
+        rotations: &[i64],
+        conjugation: bool,
+    ) -> EvaluationKeys {
         EvaluationKeys {
             relin: Some(self.gen_relin_key(sk)),
             galois: self.gen_galois_keys(sk, rotations, conjugation),
@@ -226,9 +256,16 @@ pub(crate) fn uniform(ctx: &Context, prng: &mut Prng, primes: &[usize]) -> Buffe
 }
 
 /// `count` uniform polynomials expanded from a seed (the same seed always gives the same ones).
-pub(crate) fn expand_uniform(ctx: &Context, seed: [u8; 32], count: usize, primes: &[usize]) -> Vec<Buffer> {
+pub(crate) fn expand_uniform(
+    ctx: &Context,
+    seed: [u8; 32],
+    count: usize,
+    primes: &[usize],
+) -> Vec<Buffer> {
     let mut prng = Prng::from_seed(seed);
-    (0..count).map(|_| uniform(ctx, &mut prng, primes)).collect()
+    (0..count)
+        .map(|_| uniform(ctx, &mut prng, primes))
+        .collect()
 }
 
 pub(crate) fn check_hash(ctx: &Context, h: &[u8; 32]) -> Result<(), CkksError> {

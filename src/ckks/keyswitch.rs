@@ -20,20 +20,33 @@ pub fn decompose(ctx: &Context, c: &Buffer, level: usize) -> Decomposed {
     let ext = p.qp_indices(level);
     let mut coeff = c.clone();
     be.intt(&mut coeff, &q);
-    let digits = p.digits_at(level).into_iter().map(|d| be.mod_up(&coeff, c, &q, d, &ext)).collect();
+    let digits = p
+        .digits_at(level)
+        .into_iter()
+        .map(|d| be.mod_up(&coeff, c, &q, d, &ext))
+        .collect();
     Decomposed { digits, level }
 }
 
 /// Applies a switching key to a decomposition, optionally after the automorphism X -> X^galois of
 /// the digits; returns (ks0, ks1) over Q_level with ks0 + ks1 s = P^-1 sum d_j key_j ~ c s'.
-pub fn apply_key(ctx: &Context, dec: &Decomposed, key: &SwitchingKey, galois: Option<usize>) -> (Buffer, Buffer) {
+pub fn apply_key(
+    ctx: &Context,
+    dec: &Decomposed,
+    key: &SwitchingKey,
+    galois: Option<usize>,
+) -> (Buffer, Buffer) {
     let p = &ctx.params;
     let be = &ctx.backend;
     let ext = p.qp_indices(dec.level);
     let permuted: Vec<Buffer>;
     let digits = match galois {
         Some(g) => {
-            permuted = dec.digits.iter().map(|d| be.automorphism(d, g, &ext)).collect();
+            permuted = dec
+                .digits
+                .iter()
+                .map(|d| be.automorphism(d, g, &ext))
+                .collect();
             &permuted
         }
         None => &dec.digits,
@@ -43,5 +56,8 @@ pub fn apply_key(ctx: &Context, dec: &Decomposed, key: &SwitchingKey, galois: Op
     let ka: Vec<&Buffer> = key.a[..nd].iter().collect();
     let (acc0, acc1) = be.keyswitch_inner(digits, &kb, &ka, &ext);
     let k = p.p_primes.len();
-    (be.divide_round_last(&acc0, &ext, k), be.divide_round_last(&acc1, &ext, k))
+    (
+        be.divide_round_last(&acc0, &ext, k),
+        be.divide_round_last(&acc1, &ext, k),
+    )
 }

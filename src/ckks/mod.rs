@@ -26,7 +26,12 @@ pub enum CkksError {
     #[error("invalid parameters: {0}")]
     InvalidParameters(String),
     #[error("parameter set `{name}` is not 128-bit secure: log2(QP) = {log_qp:.1} > {max} allowed at N = 2^{log_n} (name it `..._insecure` to use it for tests)")]
-    Insecure { name: String, log_qp: f64, max: f64, log_n: u32 },
+    Insecure {
+        name: String,
+        log_qp: f64,
+        max: f64,
+        log_n: u32,
+    },
     #[error("level mismatch: {0} vs {1} (drop the higher one first)")]
     LevelMismatch(usize, usize),
     #[error("scale mismatch: 2^{0:.4} vs 2^{1:.4}")]

@@ -20,8 +20,15 @@ pub const WORD_BITS: u32 = 30;
 /// HomomorphicEncryption.org 128-bit classical security, uniform ternary secret: the largest
 /// log2(QP) for each log2(N) (N = 2^16 from the lattice-estimator extension used by OpenFHE and
 /// Lattigo).
-pub const HE_STD_128_TERNARY: [(u32, f64); 7] =
-    [(10, 27.0), (11, 54.0), (12, 109.0), (13, 218.0), (14, 438.0), (15, 881.0), (16, 1772.0)];
+pub const HE_STD_128_TERNARY: [(u32, f64); 7] = [
+    (10, 27.0),
+    (11, 54.0),
+    (12, 109.0),
+    (13, 218.0),
+    (14, 438.0),
+    (15, 881.0),
+    (16, 1772.0),
+];
 
 /// The plain, documented description of a parameter set (Lattigo-style literal).
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -72,7 +79,10 @@ impl Parameters {
             return bad(format!("log_q0 = {} is outside 20..=120", lit.log_q0));
         }
         if lit.log_scale < 20 || lit.log_scale > 90 || lit.log_scale + 10 > lit.log_q0 + 30 {
-            return bad(format!("log_scale = {} must be in 20..=90 and leave room below Q_0", lit.log_scale));
+            return bad(format!(
+                "log_scale = {} must be in 20..=90 and leave room below Q_0",
+                lit.log_scale
+            ));
         }
         if lit.dnum == 0 {
             return bad("dnum must be at least 1".into());
@@ -85,7 +95,12 @@ impl Parameters {
         let dnum = lit.dnum.min(n_q);
         let alpha = n_q.div_ceil(dnum);
         let mut used: Vec<u32> = Vec::new();
-        let no_primes = || CkksError::InvalidParameters(format!("not enough NTT-friendly primes below 2^30 for N = 2^{}", lit.log_n));
+        let no_primes = || {
+            CkksError::InvalidParameters(format!(
+                "not enough NTT-friendly primes below 2^30 for N = 2^{}",
+                lit.log_n
+            ))
+        };
         let p_primes = largest_ntt_primes(WORD_BITS, two_n, alpha, &used).ok_or_else(no_primes)?;
         used.extend(&p_primes);
         let bits0 = lit.log_q0.div_ceil(g0 as u32);
@@ -112,14 +127,29 @@ impl Parameters {
             level_limbs.push(acc);
         }
         let q_primes: Vec<u32> = q_groups.iter().flatten().copied().collect();
-        let digits = (0..dnum).map(|i| (i * alpha, ((i + 1) * alpha).min(n_q))).filter(|(a, b)| a < b).collect();
-        let log_qp = q_primes.iter().chain(&p_primes).map(|&q| (q as f64).log2()).sum::<f64>();
+        let digits = (0..dnum)
+            .map(|i| (i * alpha, ((i + 1) * alpha).min(n_q)))
+            .filter(|(a, b)| a < b)
+            .collect();
+        let log_qp = q_primes
+            .iter()
+            .chain(&p_primes)
+            .map(|&q| (q as f64).log2())
+            .sum::<f64>();
         if default_scales[0] >= group_product(&q_groups[0]) / 2f64.powi(8) {
-            return bad(format!("the level-0 scale 2^{:.1} leaves less than 8 bits of room in Q_0", default_scales[0].log2()));
+            return bad(format!(
+                "the level-0 scale 2^{:.1} leaves less than 8 bits of room in Q_0",
+                default_scales[0].log2()
+            ));
         }
         let max = max_log_qp(lit.log_n);
         if log_qp > max && !lit.name.contains("insecure") {
-            return Err(CkksError::Insecure { name: lit.name.clone(), log_qp, max, log_n: lit.log_n });
+            return Err(CkksError::Insecure {
+                name: lit.name.clone(),
+                log_qp,
+                max,
+                log_n: lit.log_n,
+            });
         }
         let mut all = q_primes.clone();
         all.extend(&p_primes);
@@ -157,7 +187,11 @@ impl Parameters {
         let lit = presets()
             .into_iter()
             .find(|p| p.name == name)
-            .ok_or_else(|| CkksError::InvalidParameters(format!("unknown preset `{name}` (see `umbra params`)")))?;
+            .ok_or_else(|| {
+                CkksError::InvalidParameters(format!(
+                    "unknown preset `{name}` (see `umbra params`)"
+                ))
+            })?;
         Parameters::new(lit)
     }
 
@@ -200,7 +234,11 @@ impl Parameters {
     /// Digits (limb ranges) present at level l.
     pub fn digits_at(&self, level: usize) -> Vec<(usize, usize)> {
         let l = self.limbs_at(level);
-        self.digits.iter().filter(|d| d.0 < l).map(|&(a, b)| (a, b.min(l))).collect()
+        self.digits
+            .iter()
+            .filter(|d| d.0 < l)
+            .map(|&(a, b)| (a, b.min(l)))
+            .collect()
     }
     /// Product of the group divided out when rescaling from `level`, as f64.
     pub fn rescale_factor(&self, level: usize) -> f64 {
@@ -208,7 +246,11 @@ impl Parameters {
     }
     /// log2(Q_l).
     pub fn log_q_at(&self, level: usize) -> f64 {
-        self.q_groups[..=level].iter().flatten().map(|&q| (q as f64).log2()).sum()
+        self.q_groups[..=level]
+            .iter()
+            .flatten()
+            .map(|&q| (q as f64).log2())
+            .sum()
     }
     pub fn log_p(&self) -> f64 {
         self.p_primes.iter().map(|&q| (q as f64).log2()).sum()
@@ -287,11 +329,29 @@ pub fn group_product(group: &[u32]) -> f64 {
 
 /// The table bound for log2(N) (0 outside the table: nothing is secure there).
 pub fn max_log_qp(log_n: u32) -> f64 {
-    HE_STD_128_TERNARY.iter().find(|(l, _)| *l == log_n).map(|x| x.1).unwrap_or(if log_n > 16 { 3544.0 } else { 0.0 })
+    HE_STD_128_TERNARY
+        .iter()
+        .find(|(l, _)| *l == log_n)
+        .map(|x| x.1)
+        .unwrap_or(if log_n > 16 { 3544.0 } else { 0.0 })
 }
 
-fn lit(name: &str, log_n: u32, log_q0: u32, levels: usize, log_scale: u32, dnum: usize) -> ParametersLiteral {
-    ParametersLiteral { name: name.into(), log_n, log_q0, levels, log_scale, dnum }
+fn lit(
+    name: &str,
+    log_n: u32,
+    log_q0: u32,
+    levels: usize,
+    log_scale: u32,
+    dnum: usize,
+) -> ParametersLiteral {
+    ParametersLiteral {
+        name: name.into(),
+        log_n,
+        log_q0,
+        levels,
+        log_scale,
+        dnum,
+    }
 }
 
 /// The named presets. Names spell out N, log QP, levels and scale bits.

@@ -11,7 +11,9 @@ use sha2::{Digest, Sha256};
 
 use super::keys::{expand_uniform, uniform, GaloisKeys, SwitchingKey};
 use super::params::ParametersLiteral;
-use super::{Ciphertext, CkksError, Context, EvaluationKeys, Parameters, Plaintext, PublicKey, RelinKey};
+use super::{
+    Ciphertext, CkksError, Context, EvaluationKeys, Parameters, Plaintext, PublicKey, RelinKey,
+};
 use crate::backend::Buffer;
 use crate::math::sampling::Prng;
 
@@ -27,7 +29,10 @@ pub enum FormatError {
     #[error("unsupported format version {0} (this build reads {VERSION})")]
     Version(u16),
     #[error("expected a {expected}, found a {found}")]
-    WrongKind { expected: &'static str, found: &'static str },
+    WrongKind {
+        expected: &'static str,
+        found: &'static str,
+    },
     #[error("truncated input: {0}")]
     Truncated(String),
     #[error("checksum mismatch: the file is corrupt")]
@@ -64,7 +69,17 @@ impl Kind {
     }
     fn from_u8(v: u8) -> Option<Kind> {
         use Kind::*;
-        [Parameters, PublicKey, RelinKey, GaloisKeys, EvaluationKeys, Ciphertext, Plaintext].into_iter().find(|k| *k as u8 == v)
+        [
+            Parameters,
+            PublicKey,
+            RelinKey,
+            GaloisKeys,
+            EvaluationKeys,
+            Ciphertext,
+            Plaintext,
+        ]
+        .into_iter()
+        .find(|k| *k as u8 == v)
     }
 }
 
@@ -86,30 +101,54 @@ fn frame(kind: Kind, hash: &[u8; 32], payload: &[u8]) -> Vec<u8> {
 /// Checks the frame and returns (parameter hash, payload).
 fn unframe(bytes: &[u8], kind: Kind) -> Result<([u8; 32], &[u8]), FormatError> {
     if bytes.len() < 4 || &bytes[..4] != MAGIC {
-        return Err(if bytes.len() < 4 { FormatError::Truncated("no header".into()) } else { FormatError::BadMagic });
+        return Err(if bytes.len() < 4 {
+            FormatError::Truncated("no header".into())
+        } else {
+            FormatError::BadMagic
+        });
     }
     if bytes.len() < HEADER + TRAILER {
-        return Err(FormatError::Truncated(format!("{} bytes, header and checksum alone need {}", bytes.len(), HEADER + TRAILER)));
+        return Err(FormatError::Truncated(format!(
+            "{} bytes, header and checksum alone need {}",
+            bytes.len(),
+            HEADER + TRAILER
+        )));
     }
     let version = u16::from_le_bytes([bytes[4], bytes[5]]);
     if version != VERSION {
         return Err(FormatError::Version(version));
     }
     let len = u64::from_le_bytes(bytes[40..48].try_into().unwrap());
-    let total = (HEADER as u64).checked_add(len).and_then(|x| x.checked_add(TRAILER as u64));
+    let total = (HEADER as u64)
+        .checked_add(len)
+        .and_then(|x| x.checked_add(TRAILER as u64));
     match total {
         Some(t) if t == bytes.len() as u64 => {}
-        Some(t) if t > bytes.len() as u64 => return Err(FormatError::Truncated(format!("{} of {t} bytes", bytes.len()))),
-        _ => return Err(FormatError::Malformed(format!("length field {len} does not match the {} bytes given", bytes.len()))),
+        Some(t) if t > bytes.len() as u64 => {
+            return Err(FormatError::Truncated(format!(
+                "{} of {t} bytes",
+                bytes.len()
+            )))
+        }
+        _ => {
+            return Err(FormatError::Malformed(format!(
+                "length field {len} does not match the {} bytes given",
+                bytes.len()
+            )))
+        }
     }
     let body = bytes.len() - TRAILER;
     let sum: [u8; 32] = Sha256::digest(&bytes[..body]).into();
     if sum[..] != bytes[body..] {
         return Err(FormatError::Checksum);
     }
-    let found = Kind::from_u8(bytes[6]).ok_or_else(|| FormatError::Malformed(format!("unknown object kind {}", bytes[6])))?;
+    let found = Kind::from_u8(bytes[6])
+        .ok_or_else(|| FormatError::Malformed(format!("unknown object kind {}", bytes[6])))?;
     if found != kind {
-        return Err(FormatError::WrongKind { expected: kind.name(), found: found.name() });
+        return Err(FormatError::WrongKind {
+            expected: kind.name(),
+            found: found.name(),
+        });
     }
     Ok((bytes[8..40].try_into().unwrap(), &bytes[HEADER..body]))
 }
@@ -142,7 +181,9 @@ struct R<'a> {
 impl<'a> R<'a> {
     fn take(&mut self, n: usize, what: &str) -> Result<&'a [u8], FormatError> {
         if self.b.len() - self.at < n {
-            return Err(FormatError::Malformed(format!("payload ends inside {what}")));
+            return Err(FormatError::Malformed(format!(
+                "payload ends inside {what}"
+            )));
         }
         let s = &self.b[self.at..self.at + n];
         self.at += n;
@@ -181,7 +222,10 @@ impl<'a> R<'a> {
         if self.at == self.b.len() {
             Ok(())
         } else {
-            Err(FormatError::Malformed(format!("{} trailing bytes", self.b.len() - self.at)))
+            Err(FormatError::Malformed(format!(
+                "{} trailing bytes",
+                self.b.len() - self.at
+            )))
         }
     }
 }
@@ -215,8 +259,8 @@ pub fn parameters_to_bytes(p: &Parameters) -> Vec<u8> {
 
 pub fn parameters_from_bytes(bytes: &[u8]) -> Result<Arc<Parameters>, CkksError> {
     let (hash, payload) = unframe(bytes, Kind::Parameters)?;
-    let lit: ParametersLiteral =
-        serde_json::from_slice(payload).map_err(|e| FormatError::Malformed(format!("parameter literal: {e}")))?;
+    let lit: ParametersLiteral = serde_json::from_slice(payload)
+        .map_err(|e| FormatError::Malformed(format!("parameter literal: {e}")))?;
     let p = Parameters::new(lit)?;
     if p.hash != hash {
         return Err(FormatError::ParamsMismatch.into());
@@ -224,11 +268,19 @@ pub fn parameters_from_bytes(bytes: &[u8]) -> Result<Arc<Parameters>, CkksError>
     Ok(p)
 }
 
-fn check_meta(ctx: &Context, level: u32, slots: u32, scale: f64) -> Result<(usize, usize), FormatError> {
+fn check_meta(
+    ctx: &Context,
+    level: u32,
+    slots: u32,
+    scale: f64,
+) -> Result<(usize, usize), FormatError> {
     let p = &ctx.params;
     let (level, slots) = (level as usize, slots as usize);
     if level > p.max_level() {
-        return Err(FormatError::Malformed(format!("level {level} above the top level {}", p.max_level())));
+        return Err(FormatError::Malformed(format!(
+            "level {level} above the top level {}",
+            p.max_level()
+        )));
     }
     if !slots.is_power_of_two() || slots > p.max_slots() {
         return Err(FormatError::Malformed(format!("slot count {slots}")));
@@ -283,7 +335,13 @@ impl Serial for Ciphertext {
             }
         }
         r.end()?;
-        Ok(Ciphertext { parts, level, scale, slots, seed })
+        Ok(Ciphertext {
+            parts,
+            level,
+            scale,
+            slots,
+            seed,
+        })
     }
 }
 
@@ -303,7 +361,12 @@ impl Serial for Plaintext {
         let (level, slots) = check_meta(ctx, level, slots, scale)?;
         let poly = r.poly(ctx, &ctx.params.q_indices(level))?;
         r.end()?;
-        Ok(Plaintext { poly, level, scale, slots })
+        Ok(Plaintext {
+            poly,
+            level,
+            scale,
+            slots,
+        })
     }
 }
 
@@ -322,7 +385,12 @@ impl Serial for PublicKey {
         let b = r.poly(ctx, &q)?;
         r.end()?;
         let a = uniform(ctx, &mut Prng::from_seed(seed), &q);
-        Ok(PublicKey { b, a, seed, params_hash: ctx.params.hash })
+        Ok(PublicKey {
+            b,
+            a,
+            seed,
+            params_hash: ctx.params.hash,
+        })
     }
 }
 
@@ -338,10 +406,15 @@ fn read_swk(ctx: &Context, r: &mut R) -> Result<SwitchingKey, FormatError> {
     let seed = r.seed()?;
     let nd = r.u32("digit count")? as usize;
     if nd != ctx.params.digits.len() {
-        return Err(FormatError::Malformed(format!("{nd} digits, the parameters have {}", ctx.params.digits.len())));
+        return Err(FormatError::Malformed(format!(
+            "{nd} digits, the parameters have {}",
+            ctx.params.digits.len()
+        )));
     }
     let all: Vec<usize> = (0..ctx.params.ring.moduli.len()).collect();
-    let b = (0..nd).map(|_| r.poly(ctx, &all)).collect::<Result<Vec<_>, _>>()?;
+    let b = (0..nd)
+        .map(|_| r.poly(ctx, &all))
+        .collect::<Result<Vec<_>, _>>()?;
     let a = expand_uniform(ctx, seed, nd, &all);
     Ok(SwitchingKey { b, a, seed })
 }
@@ -419,6 +492,10 @@ impl Serial for EvaluationKeys {
         };
         let galois = read_galois(ctx, &mut r)?;
         r.end()?;
-        Ok(EvaluationKeys { relin, galois, params_hash: ctx.params.hash })
+        Ok(EvaluationKeys {
+            relin,
+            galois,
+            params_hash: ctx.params.hash,
+        })
     }
 }

@@ -24,7 +24,10 @@ impl C64 {
     }
     #[inline(always)]
     pub fn mul(self, o: C64) -> C64 {
-        C64::new(self.re * o.re - self.im * o.im, self.re * o.im + self.im * o.re)
+        C64::new(
+            self.re * o.re - self.im * o.im,
+            self.re * o.im + self.im * o.re,
+        )
     }
     pub fn scale(self, s: f64) -> C64 {
         C64::new(self.re * s, self.im * s)
@@ -62,7 +65,11 @@ impl SpecialFft {
             rot_group.push(g);
             g = g * 5 % m;
         }
-        SpecialFft { m, roots, rot_group }
+        SpecialFft {
+            m,
+            roots,
+            rot_group,
+        }
     }
 
     fn bit_reverse(v: &mut [C64]) {

@@ -24,7 +24,12 @@ impl Modulus {
         assert!(q >= 2 && q < (1 << 30));
         let bits = 32 - q.leading_zeros();
         let mu = ((1u128 << (2 * bits)) / q as u128) as u32;
-        let mu64 = (u64::MAX / q as u64) + if (u64::MAX % q as u64) + 1 == q as u64 { 1 } else { 0 };
+        let mu64 = (u64::MAX / q as u64)
+            + if (u64::MAX % q as u64) + 1 == q as u64 {
+                1
+            } else {
+                0
+            };
         Modulus { q, bits, mu, mu64 }
     }
 

@@ -53,7 +53,17 @@ impl NttTable {
         let fwd_shoup = fwd.iter().map(|&w| modulus.shoup(w)).collect();
         let inv_shoup = inv.iter().map(|&w| modulus.shoup(w)).collect();
         let n_inv = modulus.inv(n as u32 % q).unwrap();
-        NttTable { modulus, n, log_n, fwd, fwd_shoup, inv, inv_shoup, n_inv, n_inv_shoup: modulus.shoup(n_inv) }
+        NttTable {
+            modulus,
+            n,
+            log_n,
+            fwd,
+            fwd_shoup,
+            inv,
+            inv_shoup,
+            n_inv,
+            n_inv_shoup: modulus.shoup(n_inv),
+        }
     }
 
     pub fn log_n(&self) -> u32 {
@@ -69,7 +79,14 @@ impl NttTable {
     /// In-place inverse NTT of one limb (input < q, output < q).
     pub fn inverse(&self, a: &mut [u32]) {
         assert_eq!(a.len(), self.n);
-        inverse_kernel(a, &self.inv, &self.inv_shoup, self.modulus.q, self.n_inv, self.n_inv_shoup);
+        inverse_kernel(
+            a,
+            &self.inv,
+            &self.inv_shoup,
+            self.modulus.q,
+            self.n_inv,
+            self.n_inv_shoup,
+        );
     }
 }
 
@@ -77,6 +94,28 @@ impl NttTable {
 fn mul_shoup_lazy(a: u32, w: u32, ws: u32, q: u32) -> u32 {
     let t = ((a as u64 * ws as u64) >> 32) as u32;
     a.wrapping_mul(w).wrapping_sub(t.wrapping_mul(q))
+}
+
+#[inline(always)]
+fn fwd_butterfly(x: &mut u32, y: &mut u32, w: u32, ws: u32, q: u32) {
+    let two_q = 2 * q;
+    let mut u = *x;
+    u = if u >= two_q { u - two_q } else { u };
+    let v = mul_shoup_lazy(*y, w, ws, q);
+    *x = u + v;
+    *y = u + two_q - v;
+}
+
+/// One forward stage with half-block T known at compile time, so that the loop over blocks
+/// vectorizes (interleaved accesses) instead of running T-wide scalar loops.
+#[inline(always)]
+fn fwd_stage_small<const T: usize>(a: &mut [u32], w: &[u32], ws: &[u32], q: u32) {
+    for (blk, (&wi, &wsi)) in a.chunks_exact_mut(2 * T).zip(w.iter().zip(ws)) {
+        let (lo, hi) = blk.split_at_mut(T);
+        for j in 0..T {
+            fwd_butterfly(&mut lo[j], &mut hi[j], wi, wsi, q);
+        }
+    }
 }
 
 crate::multiversion! {
@@ -87,15 +126,19 @@ crate::multiversion! {
         let mut m = 1;
         while m < n {
             t >>= 1;
-            for i in 0..m {
-                let (wi, wsi) = (w[m + i], ws[m + i]);
-                let (lo, hi) = a[2 * i * t..2 * i * t + 2 * t].split_at_mut(t);
-                for (x, y) in lo.iter_mut().zip(hi.iter_mut()) {
-                    let mut u = *x;
-                    u = if u >= two_q { u - two_q } else { u };
-                    let v = mul_shoup_lazy(*y, wi, wsi, q);
-                    *x = u + v;
-                    *y = u + two_q - v;
+            match t {
+                1 => fwd_stage_small::<1>(a, &w[m..2 * m], &ws[m..2 * m], q),
+                2 => fwd_stage_small::<2>(a, &w[m..2 * m], &ws[m..2 * m], q),
+                4 => fwd_stage_small::<4>(a, &w[m..2 * m], &ws[m..2 * m], q),
+                8 => fwd_stage_small::<8>(a, &w[m..2 * m], &ws[m..2 * m], q),
+                _ => {
+                    for i in 0..m {
+                        let (wi, wsi) = (w[m + i], ws[m + i]);
+                        let (lo, hi) = a[2 * i * t..2 * i * t + 2 * t].split_at_mut(t);
+                        for (x, y) in lo.iter_mut().zip(hi.iter_mut()) {
+                            fwd_butterfly(x, y, wi, wsi, q);
+                        }
+                    }
                 }
             }
             m <<= 1;
@@ -109,21 +152,44 @@ crate::multiversion! {
     }
 }
 
+#[inline(always)]
+fn inv_butterfly(x: &mut u32, y: &mut u32, w: u32, ws: u32, q: u32) {
+    let two_q = 2 * q;
+    let (u, v) = (*x, *y);
+    let s = u + v;
+    *x = if s >= two_q { s - two_q } else { s };
+    *y = mul_shoup_lazy(u + two_q - v, w, ws, q);
+}
+
+#[inline(always)]
+fn inv_stage_small<const T: usize>(a: &mut [u32], w: &[u32], ws: &[u32], q: u32) {
+    for (blk, (&wi, &wsi)) in a.chunks_exact_mut(2 * T).zip(w.iter().zip(ws)) {
+        let (lo, hi) = blk.split_at_mut(T);
+        for j in 0..T {
+            inv_butterfly(&mut lo[j], &mut hi[j], wi, wsi, q);
+        }
+    }
+}
+
 crate::multiversion! {
     pub fn inverse_kernel(a: &mut [u32], w: &[u32], ws: &[u32], q: u32, n_inv: u32, n_inv_s: u32) {
         let n = a.len();
-        let two_q = 2 * q;
         let mut t = 1;
         let mut m = n >> 1;
         while m >= 1 {
-            for i in 0..m {
-                let (wi, wsi) = (w[m + i], ws[m + i]);
-                let (lo, hi) = a[2 * i * t..2 * i * t + 2 * t].split_at_mut(t);
-                for (x, y) in lo.iter_mut().zip(hi.iter_mut()) {
-                    let (u, v) = (*x, *y);
-                    let s = u + v;
-                    *x = if s >= two_q { s - two_q } else { s };
-                    *y = mul_shoup_lazy(u + two_q - v, wi, wsi, q);
+            match t {
+                1 => inv_stage_small::<1>(a, &w[m..2 * m], &ws[m..2 * m], q),
+                2 => inv_stage_small::<2>(a, &w[m..2 * m], &ws[m..2 * m], q),
+                4 => inv_stage_small::<4>(a, &w[m..2 * m], &ws[m..2 * m], q),
+                8 => inv_stage_small::<8>(a, &w[m..2 * m], &ws[m..2 * m], q),
+                _ => {
+                    for i in 0..m {
+                        let (wi, wsi) = (w[m + i], ws[m + i]);
+                        let (lo, hi) = a[2 * i * t..2 * i * t + 2 * t].split_at_mut(t);
+                        for (x, y) in lo.iter_mut().zip(hi.iter_mut()) {
+                            inv_butterfly(x, y, wi, wsi, q);
+                        }
+                    }
                 }
             }
             t <<= 1;
@@ -191,7 +257,9 @@ mod tests {
         let n = 1 << 16;
         let q = crate::math::primes::largest_ntt_primes(30, 2 * n as u64, 1, &[]).unwrap()[0];
         let t = NttTable::new(q, n);
-        let a: Vec<u32> = (0..n as u32).map(|i| (i.wrapping_mul(2654435761)) % q).collect();
+        let a: Vec<u32> = (0..n as u32)
+            .map(|i| (i.wrapping_mul(2654435761)) % q)
+            .collect();
         let mut b = a.clone();
         t.forward(&mut b);
         t.inverse(&mut b);

@@ -63,7 +63,11 @@ pub fn nearest_ntt_prime(target: f64, two_n: u64, used: &[u32]) -> Option<u32> {
             let lo = (k0 - d) * two_n + 1;
             if up <= kmax && ok(up) {
                 let hi = up * two_n + 1;
-                return Some(if (hi as f64 - target).abs() < (target - lo as f64).abs() { hi as u32 } else { lo as u32 });
+                return Some(if (hi as f64 - target).abs() < (target - lo as f64).abs() {
+                    hi as u32
+                } else {
+                    lo as u32
+                });
             }
             return Some(lo as u32);
         }

@@ -64,7 +64,14 @@ impl BaseConverter {
             })
             .collect();
         let inv_from_f64 = from.iter().map(|b| 1.0 / b.q as f64).collect();
-        BaseConverter { from: from.to_vec(), to: to.to_vec(), inv_punct, punct_mod, neg_b_mod, inv_from_f64 }
+        BaseConverter {
+            from: from.to_vec(),
+            to: to.to_vec(),
+            inv_punct,
+            punct_mod,
+            neg_b_mod,
+            inv_from_f64,
+        }
     }
 
     /// Converts `input[j]` (coefficient-domain residues mod from[j]) into `output[i]` (residues mod to[i]).

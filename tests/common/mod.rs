@@ -24,7 +24,10 @@ pub struct Keys {
 
 /// The backend the tests run on: `UMBRA_TEST_BACKEND` (default cpu).
 pub fn device() -> Device {
-    std::env::var("UMBRA_TEST_BACKEND").ok().map(|s| s.parse().expect("UMBRA_TEST_BACKEND")).unwrap_or(Device::Cpu)
+    std::env::var("UMBRA_TEST_BACKEND")
+        .ok()
+        .map(|s| s.parse().expect("UMBRA_TEST_BACKEND"))
+        .unwrap_or(Device::Cpu)
 }
 
 pub fn keys(preset: &str) -> Arc<Keys> {
@@ -47,5 +50,7 @@ pub fn keys(preset: &str) -> Arc<Keys> {
 /// Uniform values in [-1, 1].
 pub fn uniform(n: usize, seed: u8) -> Vec<f64> {
     let mut p = Prng::from_seed([seed; 32]);
-    (0..n).map(|_| (p.next_u64() >> 11) as f64 / (1u64 << 53) as f64 * 2.0 - 1.0).collect()
+    (0..n)
+        .map(|_| (p.next_u64() >> 11) as f64 / (1u64 << 53) as f64 * 2.0 - 1.0)
+        .collect()
 }
