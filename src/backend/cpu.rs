@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use rayon::prelude::*;
 
 use super::{Buffer, Device, RingBackend, RingContext};
-use crate::math::rns::{mul_shoup_vec, BaseConverter};
+use crate::math::rns::{mul_shoup_vec, BaseConverter, ShoupReducer};
 use crate::math::Modulus;
 
 #[derive(Debug)]
@@ -105,9 +105,9 @@ crate::multiversion! {
 }
 
 crate::multiversion! {
-    /// acc0 += d * b, acc1 += d * a over one limb, lazily in u64 (at most 15 digits between
-    /// reductions: q + 15 (2^30)^2 < 2^64).
-    fn ks_limb(acc0: &mut [u32], acc1: &mut [u32], d: &[&[u32]], b: &[&[u32]], a: &[&[u32]], m: &Modulus) {
+    /// acc0 = sum_j d_j * b_j, acc1 = sum_j d_j * a_j over one limb, lazily in u64 over L1-sized
+    /// blocks (a reduction every 15 digits keeps the sums below 2^64).
+    fn ks_limb(acc0: &mut [u32], acc1: &mut [u32], d: &[&[u32]], b: &[&[u32]], a: &[&[u32]], red: &ShoupReducer) {
         let n = acc0.len();
         const BLOCK: usize = 256;
         let mut s0 = [0u64; BLOCK];
@@ -127,14 +127,14 @@ crate::multiversion! {
                 }
                 if j % 15 == 14 {
                     for k in 0..len {
-                        s0[k] = m.reduce_u64(s0[k]) as u64;
-                        s1[k] = m.reduce_u64(s1[k]) as u64;
+                        s0[k] = red.reduce(s0[k]) as u64;
+                        s1[k] = red.reduce(s1[k]) as u64;
                     }
                 }
             }
             for k in 0..len {
-                acc0[start + k] = m.reduce_u64(s0[k]);
-                acc1[start + k] = m.reduce_u64(s1[k]);
+                acc0[start + k] = red.reduce(s0[k]);
+                acc1[start + k] = red.reduce(s1[k]);
             }
             start += len;
         }
@@ -440,7 +440,7 @@ impl RingBackend for CpuBackend {
                     .iter()
                     .map(|b| &data(b)[p * n..(p + 1) * n])
                     .collect();
-                ks_limb(o0, o1, &d, &b, &a, &ring.moduli[p]);
+                ks_limb(o0, o1, &d, &b, &a, &ShoupReducer::new(&ring.moduli[p]));
             });
         (Buffer::Cpu(acc0), Buffer::Cpu(acc1))
     }

@@ -7,6 +7,8 @@
 //! key switching tolerate that (it changes a rounding by 1 or a digit by B), and it is rare enough that
 //! the big-integer tests never see it.
 
+use rayon::prelude::*;
+
 use super::Modulus;
 
 #[derive(Clone, Debug)]
@@ -81,22 +83,89 @@ impl BaseConverter {
         assert_eq!(output.len(), self.to.len());
         let n = input[0].len();
         let mut y = vec![0u32; m * n];
+        y.par_chunks_mut(n).enumerate().for_each(|(j, yj)| {
+            let (w, ws) = self.inv_punct[j];
+            mul_shoup_vec(input[j], yj, w, ws, self.from[j].q);
+        });
         let mut v = vec![0f64; n];
         for j in 0..m {
-            let (w, ws) = self.inv_punct[j];
-            mul_shoup_vec(input[j], &mut y[j * n..(j + 1) * n], w, ws, self.from[j].q);
             accumulate_ratio(&y[j * n..(j + 1) * n], &mut v, self.inv_from_f64[j]);
         }
         let vq: Vec<u32> = v.iter().map(|&f| f.floor() as u32).collect();
-        for (i, out) in output.iter_mut().enumerate() {
-            let p = self.to[i].q;
-            out.fill(0);
-            for j in 0..m {
-                let (w, ws) = self.punct_mod[i][j];
-                mul_shoup_acc(&y[j * n..(j + 1) * n], out, w, ws, p);
+        output.par_iter_mut().enumerate().for_each(|(i, out)| {
+            let target = &self.to[i];
+            let ys: Vec<&[u32]> = (0..m).map(|j| &y[j * n..(j + 1) * n]).collect();
+            let cs: Vec<u32> = self.punct_mod[i].iter().map(|c| c.0).collect();
+            dot_lazy(out, &ys, &cs, &vq, self.neg_b_mod[i].0, &ShoupReducer::new(target));
+        });
+    }
+}
+
+/// Vectorizable reduction of any u64 modulo q < 2^30: s = hi 2^32 + lo, both halves reduced by
+/// Shoup multiplications (by 2^32 mod q and by 1), every step a u32 x u32 -> u64 product.
+#[derive(Clone, Copy, Debug)]
+pub struct ShoupReducer {
+    q: u32,
+    r32: u32,
+    r32_shoup: u32,
+    one_shoup: u32,
+}
+
+impl ShoupReducer {
+    pub fn new(m: &Modulus) -> Self {
+        let r32 = ((1u64 << 32) % m.q as u64) as u32;
+        ShoupReducer { q: m.q, r32, r32_shoup: m.shoup(r32), one_shoup: m.shoup(1) }
+    }
+
+    #[inline(always)]
+    pub fn reduce(&self, s: u64) -> u32 {
+        let q = self.q;
+        let (hi, lo) = ((s >> 32) as u32, s as u32);
+        let t = ((hi as u64 * self.r32_shoup as u64) >> 32) as u32;
+        let a = hi.wrapping_mul(self.r32).wrapping_sub(t.wrapping_mul(q));
+        let a = if a >= q { a - q } else { a };
+        let t = ((lo as u64 * self.one_shoup as u64) >> 32) as u32;
+        let b = lo.wrapping_sub(t.wrapping_mul(q));
+        let b = if b >= q { b - q } else { b };
+        let c = a + b;
+        if c >= q {
+            c - q
+        } else {
+            c
+        }
+    }
+}
+
+/// Terms of at most 2^60 that a u64 can sum before a reduction.
+const LAZY_TERMS: usize = 15;
+
+crate::multiversion! {
+    /// out = sum_j ys[j] * cs[j] + v * c_v mod q, accumulated lazily in u64 over L1-sized blocks.
+    fn dot_lazy(out: &mut [u32], ys: &[&[u32]], cs: &[u32], v: &[u32], c_v: u32, red: &ShoupReducer) {
+        const BLOCK: usize = 512;
+        let n = out.len();
+        let mut acc = [0u64; BLOCK];
+        let mut start = 0;
+        while start < n {
+            let len = BLOCK.min(n - start);
+            let acc = &mut acc[..len];
+            for (a, &x) in acc.iter_mut().zip(&v[start..start + len]) {
+                *a = x as u64 * c_v as u64;
             }
-            let (w, ws) = self.neg_b_mod[i];
-            mul_shoup_acc(&vq, out, w, ws, p);
+            for (j, (y, &c)) in ys.iter().zip(cs).enumerate() {
+                for (a, &x) in acc.iter_mut().zip(&y[start..start + len]) {
+                    *a += x as u64 * c as u64;
+                }
+                if j % LAZY_TERMS == LAZY_TERMS - 2 {
+                    for a in acc.iter_mut() {
+                        *a = red.reduce(*a) as u64;
+                    }
+                }
+            }
+            for (o, &a) in out[start..start + len].iter_mut().zip(acc.iter()) {
+                *o = red.reduce(a);
+            }
+            start += len;
         }
     }
 }
@@ -108,19 +177,6 @@ crate::multiversion! {
             let t = ((x as u64 * ws as u64) >> 32) as u32;
             let r = x.wrapping_mul(w).wrapping_sub(t.wrapping_mul(q));
             *o = if r >= q { r - q } else { r };
-        }
-    }
-}
-
-crate::multiversion! {
-    /// out = out + a * w mod q, for any a < 2^32 and out < q.
-    pub fn mul_shoup_acc(a: &[u32], out: &mut [u32], w: u32, ws: u32, q: u32) {
-        for (o, &x) in out.iter_mut().zip(a) {
-            let t = ((x as u64 * ws as u64) >> 32) as u32;
-            let r = x.wrapping_mul(w).wrapping_sub(t.wrapping_mul(q));
-            let r = if r >= q { r - q } else { r };
-            let s = *o + r;
-            *o = if s >= q { s - q } else { s };
         }
     }
 }
@@ -139,6 +195,15 @@ mod tests {
     use crate::math::primes::largest_ntt_primes;
     use num_bigint::BigUint;
     use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn shoup_reducer_reduces_any_u64(q in prop::sample::select(vec![65537u32, 786433, 1_073_479_681, 12_289]), s in any::<u64>()) {
+            let r = ShoupReducer::new(&Modulus::new(q));
+            prop_assert_eq!(r.reduce(s) as u64, s % q as u64);
+            prop_assert_eq!(r.reduce(u64::MAX) as u64, u64::MAX % q as u64);
+        }
+    }
 
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(32))]
