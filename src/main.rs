@@ -60,6 +60,15 @@ enum BenchCmd {
     },
 }
 
+/// Prints a line; a closed pipe (`umbra params | head`) ends the output quietly instead of panicking.
+fn emit(line: String) -> Result<(), String> {
+    use std::io::Write;
+    match writeln!(std::io::stdout().lock(), "{line}") {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => std::process::exit(0),
+        r => r.map_err(|e| e.to_string()),
+    }
+}
+
 fn set_threads(t: Option<usize>) -> Result<(), String> {
     if let Some(t) = t {
         if t == 0 {
@@ -78,7 +87,7 @@ fn run() -> Result<(), String> {
     match cli.cmd {
         Cmd::Params { json } => {
             if !json {
-                println!(
+                emit(format!(
                     "{:<28} {:>5} {:>8} {:>7} {:>6} {:>5} {:>9} {:>9} {:>14}",
                     "name",
                     "logN",
@@ -89,7 +98,7 @@ fn run() -> Result<(), String> {
                     "security",
                     "insecure",
                     "bootstrappable"
-                );
+                ))?;
             }
             for lit in presets() {
                 let p = Parameters::new(lit.clone()).map_err(|e| e.to_string())?;
@@ -105,9 +114,9 @@ fn run() -> Result<(), String> {
                     "bootstrappable": umbra::ckks::params::is_bootstrappable(&p),
                 });
                 if json {
-                    println!("{row}");
+                    emit(format!("{row}"))?;
                 } else {
-                    println!(
+                    emit(format!(
                         "{:<28} {:>5} {:>8.1} {:>7} {:>6} {:>5} {:>9} {:>9} {:>14}",
                         lit.name,
                         lit.log_n,
@@ -118,7 +127,7 @@ fn run() -> Result<(), String> {
                         p.security_bits(),
                         !p.is_secure(),
                         row["bootstrappable"]
-                    );
+                    ))?;
                 }
             }
         }
@@ -136,21 +145,21 @@ fn run() -> Result<(), String> {
             let device = Device::choose(backend.as_deref()).map_err(|e| e.to_string())?;
             let rows = umbra::bench::bench_ops(&preset, device, reps).map_err(|e| e.to_string())?;
             if !json {
-                println!(
+                emit(format!(
                     "# {preset} on {device}, {} threads, median of {reps}",
                     rayon::current_num_threads()
-                );
-                println!("{:<18} {:>12} {:>16}", "op", "ms", "precision_bits");
+                ))?;
+                emit(format!("{:<18} {:>12} {:>16}", "op", "ms", "precision_bits"))?;
             }
             for r in rows {
                 if json {
-                    println!("{}", serde_json::to_string(&r).unwrap());
+                    emit(format!("{}", serde_json::to_string(&r).unwrap()))?;
                 } else {
                     let bits = r
                         .precision_bits
                         .map(|b| format!("{b:.2}"))
                         .unwrap_or_else(|| "-".into());
-                    println!("{:<18} {:>12.3} {:>16}", r.op, r.ms, bits);
+                    emit(format!("{:<18} {:>12.3} {:>16}", r.op, r.ms, bits))?;
                 }
             }
         }
