@@ -149,7 +149,10 @@ fn run() -> Result<(), String> {
                     "# {preset} on {device}, {} threads, median of {reps}",
                     rayon::current_num_threads()
                 ))?;
-                emit(format!("{:<18} {:>12} {:>16}", "op", "ms", "precision_bits"))?;
+                emit(format!(
+                    "{:<18} {:>12} {:>16}",
+                    "op", "ms", "precision_bits"
+                ))?;
             }
             for r in rows {
                 if json {

@@ -1,6 +1,7 @@
 //! Ciphertexts and plaintexts: backend buffers in NTT form plus the metadata that the evaluator
 //! checks (level, exact scale, slot count).
 
+use super::{CkksError, Parameters};
 use crate::backend::Buffer;
 
 /// An encoded message: one polynomial over the Q primes of `level`, NTT form.
@@ -29,5 +30,60 @@ impl Ciphertext {
     /// Degree (number of parts - 1).
     pub fn degree(&self) -> usize {
         self.parts.len() - 1
+    }
+}
+
+fn check_meta(
+    p: &Parameters,
+    level: usize,
+    slots: usize,
+    scale: f64,
+    what: &str,
+) -> Result<(), CkksError> {
+    if level > p.max_level() {
+        return Err(CkksError::Invalid(format!(
+            "{what} at level {level}, above the top level {}",
+            p.max_level()
+        )));
+    }
+    if !slots.is_power_of_two() || slots > p.max_slots() {
+        return Err(CkksError::Invalid(format!("{what} with {slots} slots")));
+    }
+    if !(scale.is_finite() && scale >= 1.0) {
+        return Err(CkksError::Invalid(format!("{what} with scale {scale}")));
+    }
+    Ok(())
+}
+
+impl Plaintext {
+    /// Checks that the plaintext is well-formed for these parameters (sizes, level, slots, scale).
+    pub fn check(&self, p: &Parameters) -> Result<(), CkksError> {
+        check_meta(p, self.level, self.slots, self.scale, "plaintext")?;
+        if self.poly.len() != p.n() * p.limbs_at(self.level) {
+            return Err(CkksError::Invalid(
+                "plaintext of other parameters (wrong size)".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl Ciphertext {
+    /// Checks that the ciphertext is well-formed for these parameters (sizes, level, slots, scale).
+    pub fn check(&self, p: &Parameters) -> Result<(), CkksError> {
+        check_meta(p, self.level, self.slots, self.scale, "ciphertext")?;
+        if !(2..=3).contains(&self.parts.len()) {
+            return Err(CkksError::Invalid(format!(
+                "ciphertext with {} parts",
+                self.parts.len()
+            )));
+        }
+        let words = p.n() * p.limbs_at(self.level);
+        if self.parts.iter().any(|x| x.len() != words) {
+            return Err(CkksError::Invalid(
+                "ciphertext of other parameters (wrong size)".into(),
+            ));
+        }
+        Ok(())
     }
 }

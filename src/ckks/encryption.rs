@@ -40,6 +40,7 @@ impl Encryptor {
             .pk
             .as_ref()
             .ok_or_else(|| CkksError::MissingKey("public key (use encrypt_sk)".into()))?;
+        pt.check(&self.ctx.params)?;
         let p = &self.ctx.params;
         let be = &self.ctx.backend;
         let q = p.q_indices(pt.level);
@@ -64,6 +65,7 @@ impl Encryptor {
     /// Secret-key encryption: (-a s + e + m, a) with a expanded from a fresh seed.
     pub fn encrypt_sk(&mut self, pt: &Plaintext, sk: &SecretKey) -> Result<Ciphertext, CkksError> {
         check_hash(&self.ctx, &sk.params_hash)?;
+        pt.check(&self.ctx.params)?;
         let p = &self.ctx.params;
         let be = &self.ctx.backend;
         let q = p.q_indices(pt.level);
@@ -105,9 +107,7 @@ impl Decryptor {
         check_hash(&self.ctx, &sk.params_hash)?;
         let p = &self.ctx.params;
         let be = &self.ctx.backend;
-        if ct.level > p.max_level() || ct.parts.len() < 2 || ct.parts.len() > 3 {
-            return Err(CkksError::Invalid("malformed ciphertext".into()));
-        }
+        ct.check(p)?;
         let limbs = p.limbs_at(ct.level).min(DECRYPT_LIMBS);
         let idx: Vec<usize> = (0..limbs).collect();
         let s = be.slice_limbs(&sk.ntt, 0, limbs);
@@ -141,11 +141,16 @@ impl Decryptor {
     ) -> Result<Plaintext, CkksError> {
         check_hash(&self.ctx, &sk.params_hash)?;
         let p = &self.ctx.params;
+        ct.check(p)?;
         let be = &self.ctx.backend;
         let q = p.q_indices(ct.level);
         let s = be.slice_limbs(&sk.ntt, 0, q.len());
         let mut m = ct.parts[0].clone();
         be.mul_add_assign(&mut m, &ct.parts[1], &s, &q);
+        if ct.parts.len() == 3 {
+            let s2 = be.mul(&s, &s, &q);
+            be.mul_add_assign(&mut m, &ct.parts[2], &s2, &q);
+        }
         Ok(Plaintext {
             poly: m,
             level: ct.level,

@@ -43,18 +43,7 @@ impl Evaluator {
     }
 
     fn check_ct(&self, a: &Ciphertext) -> Result<(), CkksError> {
-        let p = &self.ctx.params;
-        let n = p.n() * p.limbs_at(a.level.min(p.max_level()));
-        if a.level > p.max_level()
-            || a.parts.len() < 2
-            || a.parts.len() > 3
-            || a.parts.iter().any(|x| x.len() != n)
-        {
-            return Err(CkksError::Invalid(
-                "malformed ciphertext for these parameters".into(),
-            ));
-        }
-        Ok(())
+        a.check(&self.ctx.params)
     }
 
     fn check_pair(&self, a: &Ciphertext, b_level: usize, b_slots: usize) -> Result<(), CkksError> {
@@ -173,6 +162,7 @@ impl Evaluator {
 
     /// a + pt (same level and scale).
     pub fn add_plain_new(&self, a: &Ciphertext, pt: &Plaintext) -> Result<Ciphertext, CkksError> {
+        pt.check(&self.ctx.params)?;
         self.check_pair(a, pt.level, pt.slots)?;
         if !same_scale(a.scale, pt.scale) {
             return Err(CkksError::ScaleMismatch(a.scale.log2(), pt.scale.log2()));
@@ -187,6 +177,7 @@ impl Evaluator {
 
     /// a * pt; the scale becomes a.scale * pt.scale (rescale afterwards).
     pub fn mul_plain_new(&self, a: &Ciphertext, pt: &Plaintext) -> Result<Ciphertext, CkksError> {
+        pt.check(&self.ctx.params)?;
         self.check_pair(a, pt.level, pt.slots)?;
         let scale = self.product_scale(a.level, a.scale, pt.scale)?;
         let q = self.q(a.level);
@@ -437,6 +428,7 @@ impl Evaluator {
 
     /// Left rotation of the slots by r (negative: right).
     pub fn rotate_new(&self, a: &Ciphertext, r: i64) -> Result<Ciphertext, CkksError> {
+        self.check_ct(a)?;
         let g = galois_element(r, self.ctx.params.n());
         if g == 1 {
             return Ok(a.clone());
@@ -503,6 +495,7 @@ impl Evaluator {
     /// Slot i of the result holds the sum of slots i .. i+n-1 (n a power of two; keys for rotations
     /// by 1, 2, 4, ..., n/2). With n = slots every slot holds the total.
     pub fn rotate_and_sum_new(&self, a: &Ciphertext, n: usize) -> Result<Ciphertext, CkksError> {
+        self.check_ct(a)?;
         if !n.is_power_of_two() || n > a.slots {
             return Err(CkksError::Invalid(format!(
                 "rotate-and-sum over {n} slots: need a power of two <= {}",

@@ -437,7 +437,11 @@ fn read_galois(ctx: &Context, r: &mut R) -> Result<GaloisKeys, FormatError> {
             return Err(FormatError::Malformed(format!("Galois element {e}")));
         }
         let k = read_swk(ctx, r)?;
-        g.keys.insert(e, k);
+        if g.keys.insert(e, k).is_some() {
+            return Err(FormatError::Malformed(format!(
+                "Galois element {e} appears twice"
+            )));
+        }
     }
     Ok(g)
 }

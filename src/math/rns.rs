@@ -3,9 +3,10 @@
 //! `BaseConverter` lifts x in [0, B) given by its residues mod B = b_0 ... b_{m-1} to residues mod
 //! other primes p: x = sum_j y_j (B/b_j) - v B with y_j = [x_j (B/b_j)^-1]_{b_j} and
 //! v = floor(sum_j y_j / b_j), computed in f64 (Halevi-Polyakov-Shoup). The result is exact except
-//! when x lies within about 2^-45 B of 0 or B, where it may be off by one multiple of B; rescaling and
-//! key switching tolerate that (it changes a rounding by 1 or a digit by B), and it is rare enough that
-//! the big-integer tests never see it.
+//! when x lies within about 2^-45 B of 0 or B, where it may be off by one multiple of B. For rescale
+//! the input is uniform and that is rare (and would change a rounding by 1); for ModUp, small negative
+//! digits (B - |x|) often lift to -|x| instead, which key switching tolerates (a digit's
+//! representative only needs |d| <= B) and which is even slightly less noisy.
 
 use rayon::prelude::*;
 
@@ -96,7 +97,14 @@ impl BaseConverter {
             let target = &self.to[i];
             let ys: Vec<&[u32]> = (0..m).map(|j| &y[j * n..(j + 1) * n]).collect();
             let cs: Vec<u32> = self.punct_mod[i].iter().map(|c| c.0).collect();
-            dot_lazy(out, &ys, &cs, &vq, self.neg_b_mod[i].0, &ShoupReducer::new(target));
+            dot_lazy(
+                out,
+                &ys,
+                &cs,
+                &vq,
+                self.neg_b_mod[i].0,
+                &ShoupReducer::new(target),
+            );
         });
     }
 }
@@ -114,7 +122,12 @@ pub struct ShoupReducer {
 impl ShoupReducer {
     pub fn new(m: &Modulus) -> Self {
         let r32 = ((1u64 << 32) % m.q as u64) as u32;
-        ShoupReducer { q: m.q, r32, r32_shoup: m.shoup(r32), one_shoup: m.shoup(1) }
+        ShoupReducer {
+            q: m.q,
+            r32,
+            r32_shoup: m.shoup(r32),
+            one_shoup: m.shoup(1),
+        }
     }
 
     #[inline(always)]
