@@ -78,36 +78,54 @@ impl BaseConverter {
     }
 
     /// Converts `input[j]` (coefficient-domain residues mod from[j]) into `output[i]` (residues mod to[i]).
+    ///
+    /// Fused per block of coefficients (rayon across blocks): the block's y_j and v stay in L1 while
+    /// every target is produced, so the inputs are read once instead of once per target.
     pub fn convert(&self, input: &[&[u32]], output: &mut [&mut [u32]]) {
         let m = self.from.len();
         assert_eq!(input.len(), m);
         assert_eq!(output.len(), self.to.len());
         let n = input[0].len();
-        let mut y = vec![0u32; m * n];
-        y.par_chunks_mut(n).enumerate().for_each(|(j, yj)| {
-            let (w, ws) = self.inv_punct[j];
-            mul_shoup_vec(input[j], yj, w, ws, self.from[j].q);
-        });
-        let mut v = vec![0f64; n];
-        for j in 0..m {
-            accumulate_ratio(&y[j * n..(j + 1) * n], &mut v, self.inv_from_f64[j]);
+        let nblocks = n.div_ceil(CONVERT_BLOCK);
+        let mut per_block: Vec<Vec<&mut [u32]>> = (0..nblocks)
+            .map(|_| Vec::with_capacity(output.len()))
+            .collect();
+        for out in output.iter_mut() {
+            for (b, chunk) in out.chunks_mut(CONVERT_BLOCK).enumerate() {
+                per_block[b].push(chunk);
+            }
         }
-        let vq: Vec<u32> = v.iter().map(|&f| f.floor() as u32).collect();
-        output.par_iter_mut().enumerate().for_each(|(i, out)| {
-            let target = &self.to[i];
-            let ys: Vec<&[u32]> = (0..m).map(|j| &y[j * n..(j + 1) * n]).collect();
-            let cs: Vec<u32> = self.punct_mod[i].iter().map(|c| c.0).collect();
-            dot_lazy(
-                out,
-                &ys,
-                &cs,
-                &vq,
-                self.neg_b_mod[i].0,
-                &ShoupReducer::new(target),
-            );
-        });
+        let reducers: Vec<ShoupReducer> = self.to.iter().map(ShoupReducer::new).collect();
+        let consts: Vec<Vec<u32>> = self
+            .punct_mod
+            .iter()
+            .map(|row| row.iter().map(|c| c.0).collect())
+            .collect();
+        per_block
+            .into_par_iter()
+            .enumerate()
+            .for_each(|(b, mut outs)| {
+                let start = b * CONVERT_BLOCK;
+                let len = CONVERT_BLOCK.min(n - start);
+                let mut y = vec![0u32; m * len];
+                let mut v = [0f64; CONVERT_BLOCK];
+                for j in 0..m {
+                    let (w, ws) = self.inv_punct[j];
+                    let yj = &mut y[j * len..(j + 1) * len];
+                    mul_shoup_vec(&input[j][start..start + len], yj, w, ws, self.from[j].q);
+                    accumulate_ratio(yj, &mut v[..len], self.inv_from_f64[j]);
+                }
+                let vq: Vec<u32> = v[..len].iter().map(|&f| f.floor() as u32).collect();
+                let ys: Vec<&[u32]> = y.chunks(len).collect();
+                for (i, out) in outs.iter_mut().enumerate() {
+                    dot_lazy(out, &ys, &consts[i], &vq, self.neg_b_mod[i].0, &reducers[i]);
+                }
+            });
     }
 }
+
+/// Coefficients per fused base-conversion block.
+const CONVERT_BLOCK: usize = 512;
 
 /// Vectorizable reduction of any u64 modulo q < 2^30: s = hi 2^32 + lo, both halves reduced by
 /// Shoup multiplications (by 2^32 mod q and by 1), every step a u32 x u32 -> u64 product.
