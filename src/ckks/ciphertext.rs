@@ -33,7 +33,8 @@ impl Ciphertext {
     }
 }
 
-fn check_meta(
+/// Level, slot-count and scale checks shared by every object that carries them.
+pub(crate) fn check_meta(
     p: &Parameters,
     level: usize,
     slots: usize,

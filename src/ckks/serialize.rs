@@ -268,26 +268,16 @@ pub fn parameters_from_bytes(bytes: &[u8]) -> Result<Arc<Parameters>, CkksError>
     Ok(p)
 }
 
+/// The metadata checks of `Ciphertext::check`, as a format error, before any polynomial is read.
 fn check_meta(
     ctx: &Context,
     level: u32,
     slots: u32,
     scale: f64,
 ) -> Result<(usize, usize), FormatError> {
-    let p = &ctx.params;
     let (level, slots) = (level as usize, slots as usize);
-    if level > p.max_level() {
-        return Err(FormatError::Malformed(format!(
-            "level {level} above the top level {}",
-            p.max_level()
-        )));
-    }
-    if !slots.is_power_of_two() || slots > p.max_slots() {
-        return Err(FormatError::Malformed(format!("slot count {slots}")));
-    }
-    if !(scale.is_finite() && scale >= 1.0) {
-        return Err(FormatError::Malformed(format!("scale {scale}")));
-    }
+    super::ciphertext::check_meta(&ctx.params, level, slots, scale, "object")
+        .map_err(|e| FormatError::Malformed(e.to_string()))?;
     Ok((level, slots))
 }
 
