@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use rayon::prelude::*;
 
 use super::{Buffer, Device, RingBackend, RingContext};
-use crate::math::rns::{mul_shoup_vec, BaseConverter, ShoupReducer};
+use crate::math::rns::{BaseConverter, ShoupReducer};
 use crate::math::Modulus;
 
 #[derive(Debug)]
@@ -53,6 +53,17 @@ crate::multiversion! {
     fn neg_vec(a: &mut [u32], q: u32) {
         for x in a.iter_mut() {
             *x = if *x == 0 { 0 } else { q - *x };
+        }
+    }
+}
+
+crate::multiversion! {
+    /// a = a * w mod q (Shoup, w constant).
+    fn mul_shoup_assign(a: &mut [u32], w: u32, ws: u32, q: u32) {
+        for x in a.iter_mut() {
+            let t = ((*x as u64 * ws as u64) >> 32) as u32;
+            let r = x.wrapping_mul(w).wrapping_sub(t.wrapping_mul(q));
+            *x = if r >= q { r - q } else { r };
         }
     }
 }
@@ -301,8 +312,7 @@ impl RingBackend for CpuBackend {
             .for_each(|((x, &p), &c)| {
                 let m = ring.moduli[p];
                 let c = c % m.q;
-                let v = x.to_vec();
-                mul_shoup_vec(&v, x, c, m.shoup(c), m.q);
+                mul_shoup_assign(x, c, m.shoup(c), m.q);
             });
     }
 

@@ -178,8 +178,9 @@ pub trait RingBackend: Send + Sync + fmt::Debug {
     /// form) -> round(x / D) over the remaining primes (NTT form). Rescale and ModDown.
     fn divide_round_last(&self, x: &Buffer, primes: &[usize], n_drop: usize) -> Buffer;
 
-    /// ModUp for one digit: `x` over `level` primes (NTT form), digit = limbs [d0, d1) of `level`.
-    /// Returns the digit's value [x]_{Q_j} lifted to `ext` = level ++ special primes (NTT form).
+    /// ModUp for one digit of x over the `level` primes, given both in coefficient form (`x_coeff`,
+    /// INTT'd once and shared by all digits) and NTT form (`x_ntt`, whose digit limbs are copied).
+    /// Digit = limbs [d0, d1) of `level`. Returns [x]_{Q_j} lifted to `ext` = level ++ P (NTT form).
     fn mod_up(
         &self,
         x_coeff: &Buffer,
