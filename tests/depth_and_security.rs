@@ -27,6 +27,7 @@ fn literal(
         levels,
         log_scale,
         dnum,
+        ..ParametersLiteral::default()
     }
 }
 
@@ -321,6 +322,13 @@ fn invalid_literals_are_errors() {
             "log_q0 500",
             ParametersLiteral {
                 log_q0: 500,
+                ..ok.clone()
+            },
+        ),
+        (
+            "extra level of 5 bits",
+            ParametersLiteral {
+                extra_log_q: vec![50, 5],
                 ..ok.clone()
             },
         ),

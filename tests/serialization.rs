@@ -292,6 +292,7 @@ fn switching_keys_round_trip_and_still_work() {
     assert_eq!(rk2.0.seed, rk.0.seed);
     assert!(same_buffers(ctx, &rk2.0.b, &rk.0.b) && same_buffers(ctx, &rk2.0.a, &rk.0.a));
     let only_relin = Arc::new(EvaluationKeys {
+        encapsulation: None,
         relin: Some(rk2),
         galois: GaloisKeys::default(),
         params_hash: p.hash,
@@ -322,6 +323,7 @@ fn switching_keys_round_trip_and_still_work() {
         );
     }
     let only_galois = Arc::new(EvaluationKeys {
+        encapsulation: None,
         relin: None,
         galois: gk,
         params_hash: p.hash,
@@ -373,6 +375,7 @@ fn switching_keys_round_trip_and_still_work() {
 
     // A bundle without a relinearization key round trips as such.
     let no_relin = EvaluationKeys {
+        encapsulation: None,
         relin: None,
         galois: GaloisKeys::default(),
         params_hash: p.hash,
@@ -910,6 +913,7 @@ fn nonsense_key_and_parameter_payloads() {
 
     // Evaluation keys: relin flag.
     let ek = EvaluationKeys {
+        encapsulation: None,
         relin: None,
         galois: one.clone(),
         params_hash: hash,

@@ -2,23 +2,53 @@
 //! mismatch; scales are tracked exactly (f64 products and quotients of the primes), and two scales
 //! are equal when they agree to 1e-9 relative.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use super::keys::{conjugation_element, galois_element, EvaluationKeys, SwitchingKey};
 use super::keyswitch::{apply_key, decompose};
-use super::{Ciphertext, CkksError, Context, Plaintext};
+use super::params::Parameters;
+use super::{Ciphertext, CkksError, Context, Encoder, Plaintext};
+use crate::backend::Buffer;
 
 pub struct Evaluator {
     ctx: Arc<Context>,
     keys: Option<Arc<EvaluationKeys>>,
+    /// Encoder for plaintexts made on the server side (linear-transform diagonals).
+    encoder: OnceLock<Encoder>,
+    /// NTT form of X^(N/2) over every Q prime (multiplication by i in the slots).
+    monomial_half: OnceLock<Buffer>,
 }
 
 /// Bits of room a product's scale must leave below Q at its level (for the message magnitude).
 const SCALE_ROOM_BITS: f64 = 4.0;
 
-fn same_scale(a: f64, b: f64) -> bool {
+/// Whether two scales are equal (1e-9 relative): the rule every op and the simulator apply.
+pub(crate) fn same_scale(a: f64, b: f64) -> bool {
     (a - b).abs() <= 1e-9 * a.abs().max(b.abs())
 }
+
+/// The scale of a product at `level`, or `LevelsExhausted` when it leaves less than
+/// `SCALE_ROOM_BITS` below Q_level (shared with the simulator).
+pub(crate) fn product_scale(
+    p: &Parameters,
+    level: usize,
+    s1: f64,
+    s2: f64,
+) -> Result<f64, CkksError> {
+    let s = s1 * s2;
+    let room = p.log_q_at(level) - s.log2();
+    if room < SCALE_ROOM_BITS {
+        return Err(CkksError::LevelsExhausted(format!(
+            "a product at scale 2^{:.1} does not fit level {level} (Q = 2^{:.1}); rescale or bootstrap first",
+            s.log2(),
+            p.log_q_at(level)
+        )));
+    }
+    Ok(s)
+}
+
+/// Largest |constant x scale| that an op encodes (i128 arithmetic with headroom).
+pub(crate) const CONST_BITS_MAX: i32 = 120;
 
 impl Evaluator {
     /// An evaluator with evaluation keys (the server side never holds a secret key).
@@ -27,6 +57,8 @@ impl Evaluator {
         Ok(Evaluator {
             ctx: ctx.clone(),
             keys: Some(keys),
+            encoder: OnceLock::new(),
+            monomial_half: OnceLock::new(),
         })
     }
 
@@ -35,7 +67,14 @@ impl Evaluator {
         Evaluator {
             ctx: ctx.clone(),
             keys: None,
+            encoder: OnceLock::new(),
+            monomial_half: OnceLock::new(),
         }
+    }
+
+    /// The evaluator's encoder (built on first use).
+    pub fn encoder(&self) -> &Encoder {
+        self.encoder.get_or_init(|| Encoder::new(&self.ctx))
     }
 
     pub fn context(&self) -> &Arc<Context> {
@@ -250,16 +289,140 @@ impl Evaluator {
     }
 
     fn product_scale(&self, level: usize, s1: f64, s2: f64) -> Result<f64, CkksError> {
-        let s = s1 * s2;
-        let room = self.ctx.params.log_q_at(level) - s.log2();
-        if room < SCALE_ROOM_BITS {
-            return Err(CkksError::LevelsExhausted(format!(
-                "a product at scale 2^{:.1} does not fit level {level} (Q = 2^{:.1}); rescale or bootstrap first",
-                s.log2(),
-                self.ctx.params.log_q_at(level)
+        product_scale(&self.ctx.params, level, s1, s2)
+    }
+
+    /// a * c for a real constant c encoded at `const_scale`: the scale becomes
+    /// a.scale * const_scale (no rescale). Circuits pick `const_scale` so that a later rescale
+    /// lands on the scale they want.
+    pub fn mul_const_scaled_new(
+        &self,
+        a: &Ciphertext,
+        c: f64,
+        const_scale: f64,
+    ) -> Result<Ciphertext, CkksError> {
+        self.check_ct(a)?;
+        let v = (c * const_scale).round();
+        if !v.is_finite() || !const_scale.is_finite() || v.abs() >= 2f64.powi(CONST_BITS_MAX) {
+            return Err(CkksError::OutOfRange(format!(
+                "constant {c} at scale 2^{:.1}",
+                const_scale.log2()
             )));
         }
-        Ok(s)
+        let scale = self.product_scale(a.level, a.scale, const_scale)?;
+        self.mul_int_scaled(a, v as i128, scale)
+    }
+
+    /// a * i (every slot times the imaginary unit): multiplication by X^(N/2), exact and free of
+    /// levels.
+    pub fn mul_i_new(&self, a: &Ciphertext) -> Result<Ciphertext, CkksError> {
+        self.check_ct(a)?;
+        let p = &self.ctx.params;
+        let be = &self.ctx.backend;
+        let mono = self.monomial_half.get_or_init(|| {
+            let mut c = vec![0i128; p.n()];
+            c[p.n() / 2] = 1;
+            self.encoder().to_ntt(&c, p.max_level())
+        });
+        let q = self.q(a.level);
+        let m = be.slice_limbs(mono, 0, q.len());
+        let mut out = a.clone();
+        for x in out.parts.iter_mut() {
+            be.mul_assign(x, &m, &q);
+        }
+        out.seed = None;
+        Ok(out)
+    }
+
+    /// Switches a degree-1 ciphertext with any switching key (same level, same scale).
+    fn switch_key(&self, a: &Ciphertext, key: &SwitchingKey) -> Result<Ciphertext, CkksError> {
+        if key.b.len() < self.ctx.params.digits_at(a.level).len() {
+            return Err(CkksError::MissingKey(format!(
+                "a switching key with {} digits used at level {}",
+                key.b.len(),
+                a.level
+            )));
+        }
+        let dec = decompose(&self.ctx, &a.parts[1], a.level);
+        let (k0, k1) = apply_key(&self.ctx, &dec, key, None);
+        let mut c0 = a.parts[0].clone();
+        self.ctx.backend.add_assign(&mut c0, &k0, &self.q(a.level));
+        Ok(Ciphertext {
+            parts: vec![c0, k1],
+            level: a.level,
+            scale: a.scale,
+            slots: a.slots,
+            seed: None,
+        })
+    }
+
+    /// ModRaise (bootstrapping): the ciphertext at level 0, its coefficients lifted centered from
+    /// Q_0 to Q_level. The message becomes m + Q_0 I for a small integer polynomial I (|I| about
+    /// sqrt(h)/2 for a secret of Hamming weight h). With encapsulation keys the raise runs under
+    /// the sparse ephemeral secret: switch to it at level 0, raise, switch back at `level`.
+    pub fn mod_raise_new(&self, a: &Ciphertext, level: usize) -> Result<Ciphertext, CkksError> {
+        self.check_ct(a)?;
+        if a.degree() != 1 {
+            return Err(CkksError::Invalid(
+                "relinearize before bootstrapping".into(),
+            ));
+        }
+        let p = &self.ctx.params;
+        if level > p.max_level() {
+            return Err(CkksError::Invalid(format!(
+                "raise to level {level} above the top level {}",
+                p.max_level()
+            )));
+        }
+        let mut ct = self.drop_to_level_new(a, 0)?;
+        let enc = self.keys.as_ref().and_then(|k| k.encapsulation.as_ref());
+        if let Some(e) = enc {
+            ct = self.switch_key(&ct, &e.to_sparse)?;
+        }
+        let be = &self.ctx.backend;
+        let q0 = self.q(0);
+        let qt = self.q(level);
+        // Centered lift: lift(c + floor(Q0/2)) - floor(Q0/2) per coefficient.
+        let big_q0: u128 = p.q_groups[0].iter().map(|&q| q as u128).product();
+        let half = big_q0 / 2;
+        let half_at = |idx: &[usize]| -> Vec<u32> {
+            idx.iter()
+                .map(|&i| (half % p.ring.moduli[i].q as u128) as u32)
+                .collect()
+        };
+        let mut half_poly = be.upload(
+            &qt.iter()
+                .flat_map(|&i| {
+                    std::iter::repeat_n((half % p.ring.moduli[i].q as u128) as u32, p.n())
+                })
+                .collect::<Vec<u32>>(),
+        );
+        be.ntt(&mut half_poly, &qt);
+        let parts = ct
+            .parts
+            .iter()
+            .map(|x| {
+                let mut c = x.clone();
+                be.intt(&mut c, &q0);
+                be.add_scalar_assign(&mut c, &half_at(&q0), &q0);
+                let mut c_ntt = c.clone();
+                be.ntt(&mut c_ntt, &q0);
+                let mut lifted = be.mod_up(&c, &c_ntt, &q0, (0, q0.len()), &qt);
+                be.sub_assign(&mut lifted, &half_poly, &qt);
+                lifted
+            })
+            .collect();
+        let raised = Ciphertext {
+            parts,
+            level,
+            scale: ct.scale,
+            slots: ct.slots,
+            seed: None,
+        };
+        match enc {
+            Some(e) => self.switch_key(&raised, &e.to_dense),
+            None => Ok(raised),
+        }
     }
 
     fn keys(&self) -> Result<&EvaluationKeys, CkksError> {

@@ -61,12 +61,43 @@ pub struct GaloisKeys {
     pub keys: BTreeMap<usize, SwitchingKey>,
 }
 
+/// Sparse-secret encapsulation keys (bootstrapping): ModRaise runs under an ephemeral secret s'
+/// with `hamming_weight` nonzero coefficients, so that the multiple of Q_0 it adds stays small
+/// (|I| ~ sqrt(h)) and EvalMod needs a short interval, while the main secret stays dense (uniform
+/// ternary, the HE-standard distribution).
+#[derive(Clone, Debug)]
+pub struct EncapsulationKeys {
+    /// s -> s', one digit, valid at level 0 only: its limbs outside Q_0 and P are zero, so that
+    /// an encryption under the sparse s' is only ever published modulo the small Q_0 P.
+    pub to_sparse: SwitchingKey,
+    /// s' -> s over the full modulus (encrypted under the dense s).
+    pub to_dense: SwitchingKey,
+    pub hamming_weight: usize,
+}
+
 /// The one public bundle a server receives.
 #[derive(Clone, Debug)]
 pub struct EvaluationKeys {
     pub relin: Option<RelinKey>,
     pub galois: GaloisKeys,
+    /// Present when the bundle was made for bootstrapping with encapsulation.
+    pub encapsulation: Option<EncapsulationKeys>,
     pub params_hash: [u8; 32],
+}
+
+impl EvaluationKeys {
+    /// Bytes of key material held in memory (both halves of every switching key).
+    pub fn memory_bytes(&self) -> usize {
+        let swk = |k: &SwitchingKey| -> usize {
+            k.b.iter().chain(&k.a).map(|x| x.len() * 4).sum::<usize>()
+        };
+        self.relin.as_ref().map_or(0, |r| swk(&r.0))
+            + self.galois.keys.values().map(swk).sum::<usize>()
+            + self
+                .encapsulation
+                .as_ref()
+                .map_or(0, |e| swk(&e.to_sparse) + swk(&e.to_dense))
+    }
 }
 
 /// Galois element of a left rotation by `r` slots (any sign).
@@ -146,17 +177,30 @@ impl KeyGenerator {
 
     /// A switching key from `from` (NTT form over all primes) to the secret key.
     fn switching_key(&mut self, sk: &SecretKey, from: &Buffer) -> SwitchingKey {
+        let digits = self.ctx.params.digits.len();
+        self.switching_key_to(&sk.ntt, from, digits, false)
+    }
+
+    /// A switching key from `from` to `to` (both NTT form over all primes) with the first `digits`
+    /// digits; with `level0_only`, b is zero outside the limbs of Q_0 and P.
+    fn switching_key_to(
+        &mut self,
+        to: &Buffer,
+        from: &Buffer,
+        digits: usize,
+        level0_only: bool,
+    ) -> SwitchingKey {
         let p = &self.ctx.params;
         let be = &self.ctx.backend;
         let all: Vec<usize> = (0..p.ring.moduli.len()).collect();
         let seed = self.prng.seed32();
-        let a = expand_uniform(&self.ctx, seed, p.digits.len(), &all);
+        let a = expand_uniform(&self.ctx, seed, digits, &all);
         let n = p.n();
-        let mut b = Vec::with_capacity(p.digits.len());
-        for (j, &(d0, d1)) in p.digits.iter().enumerate() {
+        let mut b = Vec::with_capacity(digits);
+        for (j, &(d0, d1)) in p.digits[..digits].iter().enumerate() {
             let e = self.prng.cbd(n);
             let mut bj = small_to_ntt(&self.ctx, &e, &all);
-            let as_ = be.mul(&a[j], &sk.ntt, &all);
+            let as_ = be.mul(&a[j], to, &all);
             be.sub_assign(&mut bj, &as_, &all);
             // + P * g_j * s': [P]_{q_i} on the digit's limbs, 0 elsewhere.
             let scal: Vec<u32> = all
@@ -175,9 +219,40 @@ impl KeyGenerator {
             let mut t = from.clone();
             be.mul_scalar_assign(&mut t, &scal, &all);
             be.add_assign(&mut bj, &t, &all);
+            if level0_only {
+                let keep: Vec<u32> = all
+                    .iter()
+                    .map(|&i| (i < p.limbs_at(0) || i >= p.q_count()) as u32)
+                    .collect();
+                be.mul_scalar_assign(&mut bj, &keep, &all);
+            }
             b.push(bj);
         }
         SwitchingKey { b, a, seed }
+    }
+
+    /// Sparse-secret encapsulation keys with an ephemeral secret of `hamming_weight` nonzero
+    /// coefficients (drawn here and zeroized when this returns).
+    pub fn gen_encapsulation_keys(
+        &mut self,
+        sk: &SecretKey,
+        hamming_weight: usize,
+    ) -> EncapsulationKeys {
+        let p = self.ctx.params.clone();
+        let all: Vec<usize> = (0..p.ring.moduli.len()).collect();
+        let mut s = self.prng.sparse_ternary(p.n(), hamming_weight);
+        let sparse = SecretKey {
+            ntt: small_to_ntt(&self.ctx, &s, &all),
+            params_hash: p.hash,
+        };
+        s.zeroize();
+        let to_sparse = self.switching_key_to(&sparse.ntt, &sk.ntt, 1, true);
+        let to_dense = self.switching_key_to(&sk.ntt, &sparse.ntt, p.digits.len(), false);
+        EncapsulationKeys {
+            to_sparse,
+            to_dense,
+            hamming_weight,
+        }
     }
 
     pub fn gen_relin_key(&mut self, sk: &SecretKey) -> RelinKey {
@@ -224,6 +299,7 @@ impl KeyGenerator {
         EvaluationKeys {
             relin: Some(self.gen_relin_key(sk)),
             galois: self.gen_galois_keys(sk, rotations, conjugation),
+            encapsulation: None,
             params_hash: self.ctx.params.hash,
         }
     }

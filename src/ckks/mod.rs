@@ -1,22 +1,30 @@
 //! The CKKS scheme (DESIGN D5), written once against the backend seam.
 
 pub mod ciphertext;
+pub mod circuit;
 pub mod encoder;
 pub mod encryption;
 pub mod evaluator;
 pub mod keys;
 pub mod keyswitch;
 pub mod params;
+pub mod polynomial;
 pub mod serialize;
+pub mod simulator;
 
 use std::sync::Arc;
 
 pub use ciphertext::{Ciphertext, Plaintext};
+pub use circuit::Circuit;
 pub use encoder::Encoder;
 pub use encryption::{Decryptor, Encryptor};
 pub use evaluator::Evaluator;
-pub use keys::{EvaluationKeys, GaloisKeys, KeyGenerator, PublicKey, RelinKey, SecretKey};
+pub use keys::{
+    EncapsulationKeys, EvaluationKeys, GaloisKeys, KeyGenerator, PublicKey, RelinKey, SecretKey,
+};
 pub use params::{Parameters, ParametersLiteral};
+pub use polynomial::Chebyshev;
+pub use simulator::{OpCounts, SimCiphertext, Simulator};
 
 use crate::backend::{Backend, BackendError, Device};
 

@@ -45,6 +45,31 @@ pub struct ParametersLiteral {
     pub log_scale: u32,
     /// Number of key-switching digits (hybrid key switching); special primes = ceil(#Q primes / dnum).
     pub dnum: usize,
+    /// Bits of extra levels stacked above the compute levels, bottom-up (default: none). These are
+    /// the levels bootstrapping spends (SlotsToCoeffs, EvalMod, CoeffsToSlots: see
+    /// `bootstrap::BootstrapLiteral`); each gets a group of ceil(bits / 30) primes whose product is
+    /// close to 2^bits, and its default scale is that product.
+    #[serde(default)]
+    pub extra_log_q: Vec<u32>,
+    /// Extra special primes beyond ceil(#Q primes / dnum) (default 0). One more 30-bit prime makes
+    /// P about 2^30 larger than every digit, so key-switching noise falls below rescaling noise.
+    #[serde(default)]
+    pub extra_special_primes: usize,
+}
+
+impl Default for ParametersLiteral {
+    fn default() -> Self {
+        ParametersLiteral {
+            name: String::new(),
+            log_n: 0,
+            log_q0: 0,
+            levels: 0,
+            log_scale: 0,
+            dnum: 1,
+            extra_log_q: Vec::new(),
+            extra_special_primes: 0,
+        }
+    }
 }
 
 /// Checked, immutable parameters with their prime chain.
@@ -91,7 +116,15 @@ impl Parameters {
         let two_n = 2 * n;
         let g0 = lit.log_q0.div_ceil(WORD_BITS) as usize;
         let g = lit.log_scale.div_ceil(WORD_BITS) as usize;
-        let n_q = g0 + lit.levels * g;
+        if let Some(&b) = lit.extra_log_q.iter().find(|&&b| !(20..=90).contains(&b)) {
+            return bad(format!("extra level of {b} bits is outside 20..=90"));
+        }
+        let n_extra: usize = lit
+            .extra_log_q
+            .iter()
+            .map(|b| b.div_ceil(WORD_BITS) as usize)
+            .sum();
+        let n_q = g0 + lit.levels * g + n_extra;
         let dnum = lit.dnum.min(n_q);
         let alpha = n_q.div_ceil(dnum);
         let mut used: Vec<u32> = Vec::new();
@@ -101,7 +134,9 @@ impl Parameters {
                 lit.log_n
             ))
         };
-        let p_primes = largest_ntt_primes(WORD_BITS, two_n, alpha, &used).ok_or_else(no_primes)?;
+        let p_primes =
+            largest_ntt_primes(WORD_BITS, two_n, alpha + lit.extra_special_primes, &used)
+                .ok_or_else(no_primes)?;
         used.extend(&p_primes);
         let bits0 = lit.log_q0.div_ceil(g0 as u32);
         let q0 = largest_ntt_primes(bits0, two_n, g0, &used).ok_or_else(no_primes)?;
@@ -119,7 +154,14 @@ impl Parameters {
         scales_top_down.push(scale);
         let mut q_groups = vec![q0];
         q_groups.extend(groups_top_down.into_iter().rev());
-        let default_scales: Vec<f64> = scales_top_down.into_iter().rev().collect();
+        let mut default_scales: Vec<f64> = scales_top_down.into_iter().rev().collect();
+        for &bits in &lit.extra_log_q {
+            let gsize = bits.div_ceil(WORD_BITS) as usize;
+            let group = choose_group(2f64.powi(bits as i32), gsize, two_n, &mut used)
+                .ok_or_else(no_primes)?;
+            default_scales.push(group_product(&group));
+            q_groups.push(group);
+        }
         let mut level_limbs = Vec::with_capacity(q_groups.len());
         let mut acc = 0;
         for grp in &q_groups {
@@ -167,6 +209,10 @@ impl Parameters {
         for q in &p_primes {
             h.update(q.to_le_bytes());
         }
+        if !lit.extra_log_q.is_empty() {
+            h.update(b"extra");
+            h.update((lit.levels as u32).to_le_bytes());
+        }
         let hash = h.finalize().into();
         let ring = Arc::new(RingContext::new(lit.log_n, &all));
         Ok(Arc::new(Parameters {
@@ -208,6 +254,11 @@ impl Parameters {
     /// The top level.
     pub fn max_level(&self) -> usize {
         self.q_groups.len() - 1
+    }
+    /// The top compute level (the top level when there are no extra levels): where bootstrapping
+    /// outputs land.
+    pub fn compute_top_level(&self) -> usize {
+        self.literal.levels
     }
     /// Q limbs at level l.
     pub fn limbs_at(&self, level: usize) -> usize {
@@ -351,6 +402,7 @@ fn lit(
         levels,
         log_scale,
         dnum,
+        ..ParametersLiteral::default()
     }
 }
 

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
 
-use super::keys::{expand_uniform, uniform, GaloisKeys, SwitchingKey};
+use super::keys::{expand_uniform, uniform, EncapsulationKeys, GaloisKeys, SwitchingKey};
 use super::params::ParametersLiteral;
 use super::{
     Ciphertext, CkksError, Context, EvaluationKeys, Parameters, Plaintext, PublicKey, RelinKey,
@@ -392,13 +392,13 @@ fn write_swk(ctx: &Context, w: &mut W, k: &SwitchingKey) {
     }
 }
 
-fn read_swk(ctx: &Context, r: &mut R) -> Result<SwitchingKey, FormatError> {
+/// Reads a switching key with exactly `digits` digits.
+fn read_swk(ctx: &Context, r: &mut R, digits: usize) -> Result<SwitchingKey, FormatError> {
     let seed = r.seed()?;
     let nd = r.u32("digit count")? as usize;
-    if nd != ctx.params.digits.len() {
+    if nd != digits {
         return Err(FormatError::Malformed(format!(
-            "{nd} digits, the parameters have {}",
-            ctx.params.digits.len()
+            "{nd} digits, expected {digits}"
         )));
     }
     let all: Vec<usize> = (0..ctx.params.ring.moduli.len()).collect();
@@ -426,7 +426,7 @@ fn read_galois(ctx: &Context, r: &mut R) -> Result<GaloisKeys, FormatError> {
         if e % 2 == 0 || e >= two_n {
             return Err(FormatError::Malformed(format!("Galois element {e}")));
         }
-        let k = read_swk(ctx, r)?;
+        let k = read_swk(ctx, r, ctx.params.digits.len())?;
         if g.keys.insert(e, k).is_some() {
             return Err(FormatError::Malformed(format!(
                 "Galois element {e} appears twice"
@@ -445,7 +445,7 @@ impl Serial for RelinKey {
     }
     fn read(ctx: &Context, payload: &[u8]) -> Result<Self, FormatError> {
         let mut r = R { b: payload, at: 0 };
-        let k = read_swk(ctx, &mut r)?;
+        let k = read_swk(ctx, &mut r, ctx.params.digits.len())?;
         r.end()?;
         Ok(RelinKey(k))
     }
@@ -475,20 +475,44 @@ impl Serial for EvaluationKeys {
             write_swk(ctx, &mut w, &rk.0);
         }
         write_galois(ctx, &mut w, &self.galois);
+        w.u8(self.encapsulation.is_some() as u8);
+        if let Some(e) = &self.encapsulation {
+            w.u32(e.hamming_weight as u32);
+            write_swk(ctx, &mut w, &e.to_sparse);
+            write_swk(ctx, &mut w, &e.to_dense);
+        }
         *out = w.0;
     }
     fn read(ctx: &Context, payload: &[u8]) -> Result<Self, FormatError> {
         let mut r = R { b: payload, at: 0 };
         let relin = match r.u8("relin flag")? {
             0 => None,
-            1 => Some(RelinKey(read_swk(ctx, &mut r)?)),
+            1 => Some(RelinKey(read_swk(ctx, &mut r, ctx.params.digits.len())?)),
             v => return Err(FormatError::Malformed(format!("relin flag {v}"))),
         };
         let galois = read_galois(ctx, &mut r)?;
+        let encapsulation = match r.u8("encapsulation flag")? {
+            0 => None,
+            1 => {
+                let hamming_weight = r.u32("Hamming weight")? as usize;
+                if hamming_weight == 0 || hamming_weight > ctx.params.n() {
+                    return Err(FormatError::Malformed(format!(
+                        "Hamming weight {hamming_weight}"
+                    )));
+                }
+                Some(EncapsulationKeys {
+                    hamming_weight,
+                    to_sparse: read_swk(ctx, &mut r, 1)?,
+                    to_dense: read_swk(ctx, &mut r, ctx.params.digits.len())?,
+                })
+            }
+            v => return Err(FormatError::Malformed(format!("encapsulation flag {v}"))),
+        };
         r.end()?;
         Ok(EvaluationKeys {
             relin,
             galois,
+            encapsulation,
             params_hash: ctx.params.hash,
         })
     }

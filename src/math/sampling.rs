@@ -75,6 +75,28 @@ impl Prng {
         out
     }
 
+    /// A ternary vector with exactly `h` nonzero entries (±1, uniform positions and signs): the
+    /// sparse ephemeral secret of bootstrapping's encapsulation.
+    pub fn sparse_ternary(&mut self, n: usize, h: usize) -> Vec<i64> {
+        let h = h.min(n);
+        let mut out = vec![0i64; n];
+        let mut placed = 0;
+        while placed < h {
+            // Unbiased index below n (n is a power of two in practice; rejection keeps any n exact).
+            let bound = (u64::MAX / n as u64) * n as u64;
+            let r = self.0.next_u64();
+            if r >= bound {
+                continue;
+            }
+            let i = (r % n as u64) as usize;
+            if out[i] == 0 {
+                out[i] = if self.0.next_u32() & 1 == 0 { 1 } else { -1 };
+                placed += 1;
+            }
+        }
+        out
+    }
+
     /// Centered binomial coefficients: sum of eta bits minus sum of eta bits.
     pub fn cbd(&mut self, n: usize) -> Vec<i64> {
         let mask = (1u64 << CBD_ETA) - 1;
@@ -113,5 +135,10 @@ mod tests {
         assert!(u.iter().all(|&x| x < 786433));
         let mean = u.iter().map(|&x| x as f64).sum::<f64>() / u.len() as f64;
         assert!((mean / 786433.0 - 0.5).abs() < 0.02);
+        let s = p.sparse_ternary(1 << 12, 32);
+        assert_eq!(s.iter().filter(|&&x| x != 0).count(), 32);
+        assert!(s.iter().all(|&x| x.abs() <= 1));
+        let plus = s.iter().filter(|&&x| x == 1).count();
+        assert!((4..=28).contains(&plus), "{plus} of 32 signs positive");
     }
 }
