@@ -139,3 +139,104 @@ pub fn bench_ops(preset: &str, device: Device, reps: usize) -> Result<Vec<OpRow>
     );
     Ok(rows)
 }
+
+/// What `umbra bench bootstrap` reports (the JSON field names are an interface).
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct BootstrapReport {
+    pub preset: String,
+    pub backend: String,
+    pub threads: usize,
+    pub slots: usize,
+    /// Median bootstrapping time over `reps` runs.
+    pub ms: f64,
+    pub reps: usize,
+    /// Precision against the input (uniform reals in [-1, 1]), mean and minimum over slots.
+    pub precision_bits_mean: f64,
+    pub precision_bits_min: f64,
+    /// Levels left for computation after bootstrapping.
+    pub levels_after: usize,
+    /// Time to generate the bootstrapping keys (relinearization, rotations, conjugation,
+    /// encapsulation).
+    pub keygen_ms: f64,
+    /// Bytes of bootstrapping key material held in memory.
+    pub key_bytes: usize,
+    pub rotation_keys: usize,
+    /// Time to encode the DFT diagonals (once per parameter set).
+    pub setup_ms: f64,
+    /// Peak resident memory of the process (VmHWM), when the OS reports it.
+    pub peak_rss_bytes: Option<u64>,
+    /// Operations of one bootstrap, counted on the simulator.
+    pub ops: std::collections::BTreeMap<&'static str, usize>,
+}
+
+/// Peak resident set size of this process (Linux).
+pub fn peak_rss_bytes() -> Option<u64> {
+    let s = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = s.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}
+
+/// Generates bootstrapping keys for a preset, bootstraps uniform real inputs `reps` times.
+pub fn bench_bootstrap(
+    preset: &str,
+    log_slots: Option<u32>,
+    device: Device,
+    reps: usize,
+) -> Result<BootstrapReport, CkksError> {
+    use crate::ckks::bootstrap::{self, gen_bootstrap_keys, Bootstrapper};
+    use crate::ckks::encoder::precision_bits_min;
+    use crate::ckks::{BootstrapLiteral, Simulator};
+    let pr = bootstrap::preset(preset)?;
+    let lit = BootstrapLiteral {
+        log_slots: log_slots.or(pr.boot.log_slots),
+        ..pr.boot.clone()
+    };
+    let params = Parameters::new(pr.params.clone())?;
+    let ctx = Context::new(params.clone(), device)?;
+    let mut kg = KeyGenerator::new(&ctx);
+    let sk = kg.gen_secret_key();
+    let t = Instant::now();
+    let keys = gen_bootstrap_keys(&mut kg, &sk, &params, &lit, &[])?;
+    let keygen_ms = t.elapsed().as_secs_f64() * 1e3;
+    let key_bytes = keys.memory_bytes();
+    let rotation_keys = keys.galois.keys.len();
+    let eval = Evaluator::new(&ctx, Arc::new(keys))?;
+    let t = Instant::now();
+    let boot = Bootstrapper::new(&eval, &lit)?;
+    let setup_ms = t.elapsed().as_secs_f64() * 1e3;
+    let sim = Simulator::new(&params);
+    Bootstrapper::new(&sim, &lit)?.bootstrap(&sim, &sim.fresh(0, boot.slots()))?;
+    let mut prng = Prng::from_os();
+    let values = uniform_values(&mut prng, boot.slots());
+    let enc = Encoder::new(&ctx);
+    let ct = Encryptor::secret(&ctx).encrypt_sk(&enc.encode(&values, 0, None)?, &sk)?;
+    let mut times = Vec::with_capacity(reps.max(1));
+    let mut out = None;
+    for _ in 0..reps.max(1) {
+        let t = Instant::now();
+        out = Some(boot.bootstrap(&eval, &ct)?);
+        times.push(t.elapsed().as_secs_f64() * 1e3);
+    }
+    times.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    let out = out.expect("at least one run");
+    let got = Decryptor::new(&ctx).decrypt(&out, &sk)?;
+    let got = &got[..values.len()];
+    Ok(BootstrapReport {
+        preset: preset.into(),
+        backend: device.to_string(),
+        threads: rayon::current_num_threads(),
+        slots: boot.slots(),
+        ms: times[times.len() / 2],
+        reps: times.len(),
+        precision_bits_mean: precision_bits(got, &values),
+        precision_bits_min: precision_bits_min(got, &values),
+        levels_after: out.level,
+        keygen_ms,
+        key_bytes,
+        rotation_keys,
+        setup_ms,
+        peak_rss_bytes: peak_rss_bytes(),
+        ops: sim.counts().by_kind(),
+    })
+}

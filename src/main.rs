@@ -58,6 +58,28 @@ enum BenchCmd {
         #[arg(long)]
         json: bool,
     },
+    /// Generates bootstrapping keys and bootstraps uniform real inputs: time (median), precision,
+    /// levels left, key generation time and key size.
+    Bootstrap {
+        /// Bootstrapping preset (see `umbra params`: bootstrappable ones).
+        #[arg(long)]
+        preset: String,
+        /// Slots to bootstrap, a power of two (default: N/2, full slots).
+        #[arg(long)]
+        slots: Option<usize>,
+        /// cpu, cuda, wgpu or auto (default: UMBRA_BACKEND, else auto).
+        #[arg(long)]
+        backend: Option<String>,
+        /// Worker threads (default: all cores).
+        #[arg(long)]
+        threads: Option<usize>,
+        /// Timed bootstraps (the median is reported; at least 3 recommended).
+        #[arg(long, default_value_t = 3)]
+        reps: usize,
+        /// One JSON object.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// Prints a line; a closed pipe (`umbra params | head`) ends the output quietly instead of panicking.
@@ -133,6 +155,17 @@ fn run() -> Result<(), String> {
         }
         Cmd::Bench {
             what:
+                BenchCmd::Bootstrap {
+                    preset,
+                    slots,
+                    backend,
+                    threads,
+                    reps,
+                    json,
+                },
+        } => bench_bootstrap(preset, slots, backend, threads, reps, json)?,
+        Cmd::Bench {
+            what:
                 BenchCmd::Ops {
                     preset,
                     backend,
@@ -168,6 +201,49 @@ fn run() -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+fn bench_bootstrap(
+    preset: String,
+    slots: Option<usize>,
+    backend: Option<String>,
+    threads: Option<usize>,
+    reps: usize,
+    json: bool,
+) -> Result<(), String> {
+    set_threads(threads)?;
+    let log_slots = match slots {
+        None => None,
+        Some(s) if s.is_power_of_two() && s >= 2 => Some(s.trailing_zeros()),
+        Some(s) => return Err(format!("--slots {s}: need a power of two >= 2")),
+    };
+    let device = Device::choose(backend.as_deref()).map_err(|e| e.to_string())?;
+    let r = umbra::bench::bench_bootstrap(&preset, log_slots, device, reps)
+        .map_err(|e| e.to_string())?;
+    if json {
+        return emit(serde_json::to_string(&r).unwrap());
+    }
+    emit(format!(
+        "# {} on {}, {} threads, {} slots, median of {}",
+        r.preset, r.backend, r.threads, r.slots, r.reps
+    ))?;
+    emit(format!("bootstrap            {:>10.0} ms", r.ms))?;
+    emit(format!(
+        "precision            {:>10.2} bits mean, {:.2} min",
+        r.precision_bits_mean, r.precision_bits_min
+    ))?;
+    emit(format!("levels after         {:>10}", r.levels_after))?;
+    emit(format!("key generation       {:>10.0} ms", r.keygen_ms))?;
+    emit(format!(
+        "keys in memory       {:>10.2} GB ({} rotation keys)",
+        r.key_bytes as f64 / 1e9,
+        r.rotation_keys
+    ))?;
+    emit(format!("diagonal encoding    {:>10.0} ms", r.setup_ms))?;
+    if let Some(b) = r.peak_rss_bytes {
+        emit(format!("peak resident        {:>10.2} GB", b as f64 / 1e9))?;
+    }
+    emit(format!("operations           {:?}", r.ops))
 }
 
 fn main() -> ExitCode {

@@ -1,5 +1,6 @@
 //! The CKKS scheme (DESIGN D5), written once against the backend seam.
 
+pub mod bootstrap;
 pub mod ciphertext;
 pub mod circuit;
 pub mod encoder;
@@ -7,6 +8,7 @@ pub mod encryption;
 pub mod evaluator;
 pub mod keys;
 pub mod keyswitch;
+pub mod linear_transform;
 pub mod params;
 pub mod polynomial;
 pub mod serialize;
@@ -14,8 +16,10 @@ pub mod simulator;
 
 use std::sync::Arc;
 
+pub use bootstrap::{BootstrapLiteral, Bootstrapper};
 pub use ciphertext::{Ciphertext, Plaintext};
 pub use circuit::Circuit;
+pub use linear_transform::{DiagMatrix, LinearTransform};
 pub use encoder::Encoder;
 pub use encryption::{Decryptor, Encryptor};
 pub use evaluator::Evaluator;

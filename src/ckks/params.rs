@@ -138,9 +138,10 @@ impl Parameters {
             largest_ntt_primes(WORD_BITS, two_n, alpha + lit.extra_special_primes, &used)
                 .ok_or_else(no_primes)?;
         used.extend(&p_primes);
-        let bits0 = lit.log_q0.div_ceil(g0 as u32);
-        let q0 = largest_ntt_primes(bits0, two_n, g0, &used).ok_or_else(no_primes)?;
-        used.extend(&q0);
+        // Q_0 tracks 2^log_q0 (its ratio to the level-0 scale is what bootstrapping's EvalMod
+        // works with, so it must not round up to whole words).
+        let q0 = choose_group(2f64.powi(lit.log_q0 as i32), g0, two_n, &mut used)
+            .ok_or_else(no_primes)?;
         // Level groups, top down, each tracking the scale the level really has.
         let mut groups_top_down = Vec::with_capacity(lit.levels);
         let mut scale = 2f64.powi(lit.log_scale as i32);
@@ -414,17 +415,16 @@ pub fn presets() -> Vec<ParametersLiteral> {
         // 128-bit compute sets, sized like the OpenFHE peer sets (log QP 420 and 700).
         lit("N14_QP423_L6_S40", 14, 60, 6, 40, 4),
         lit("N15_QP750_L10_S45", 15, 60, 10, 45, 3),
-        // 128-bit N=2^16 set with the full modulus bootstrapping works in.
+        // 128-bit N=2^16 compute set with the full modulus (26 levels, no bootstrapping).
         lit("N16_QP1690_L26_S50", 16, 60, 26, 50, 5),
     ]
+    .into_iter()
+    // Bootstrapping sets: compute levels plus the levels bootstrapping spends.
+    .chain(super::bootstrap::presets().into_iter().map(|b| b.params))
+    .collect()
 }
 
-/// Levels that bootstrapping consumes with the default recipe (CoeffsToSlots, EvalMod,
-/// SlotsToCoeffs) plus the 9 it must leave for a transformer sub-layer.
-pub const BOOTSTRAP_MIN_LEVELS: usize = 24;
-
-/// Whether a set has the ring and modulus depth that bootstrapping needs (N >= 2^15, 128-bit secure,
-/// at least `BOOTSTRAP_MIN_LEVELS` levels).
+/// Whether a set is one of the bootstrapping presets (compute levels plus bootstrapping levels).
 pub fn is_bootstrappable(p: &Parameters) -> bool {
-    p.log_n() >= 15 && p.is_secure() && p.max_level() >= BOOTSTRAP_MIN_LEVELS
+    super::bootstrap::preset(&p.literal.name).is_ok_and(|b| b.params == p.literal)
 }

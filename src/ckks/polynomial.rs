@@ -113,21 +113,28 @@ pub fn evaluate<C: Circuit>(
         scale: c.scale(x),
         slots: c.slots(x),
     };
-    // Try the minimal depth; fall back to one more level when the coefficients need it.
+    // Try the minimal depth with the largest baby step that fits it (fewest multiplications),
+    // then smaller baby steps (shorter leaves need fewer levels), then one more level.
+    let d = poly.degree().max(1);
+    let min_depth = (usize::BITS - d.leading_zeros()) as usize;
     let mut last_err = None;
     for extra in 0..2 {
-        let plan = Plan { extra };
-        match plan.run(&sim, &meta, poly, target_scale) {
-            Ok(_) => return plan.run(c, x, poly, target_scale),
-            Err(e) => last_err = Some(e),
+        for log_baby in (1..=((min_depth + extra) / 2).max(1)).rev() {
+            let plan = Plan { extra, log_baby };
+            match plan.run(&sim, &meta, poly, target_scale) {
+                Ok(_) => return plan.run(c, x, poly, target_scale),
+                Err(e) => last_err = Some(e),
+            }
         }
     }
-    Err(last_err.expect("two attempts were made"))
+    Err(last_err.expect("at least one plan was tried"))
 }
 
 struct Plan {
     /// Levels beyond ceil(log2(d + 1)).
     extra: usize,
+    /// log2 of the baby-step count.
+    log_baby: usize,
 }
 
 /// The Chebyshev power basis T_j(u), computed on demand at depth ceil(log2 j).
@@ -201,7 +208,7 @@ impl Plan {
                 "a degree-{d} polynomial needs {depth} levels, the input has {top}"
             )));
         }
-        let log_baby = (depth / 2).max(1);
+        let log_baby = self.log_baby;
         let mut basis = Basis::<C> {
             t: BTreeMap::from([(1, u)]),
         };
