@@ -8,7 +8,7 @@ use umbra::ckks::linear_transform::LinearTransform;
 use umbra::math::sampling::Prng;
 
 fn main() {
-    let pr = preset("N12_QP1223_L2_S50_boot_insecure").unwrap();
+    let pr = preset("N12_QP1184_L2_S50_boot_insecure").unwrap();
     let params = Parameters::new(pr.params.clone()).unwrap();
     let ctx = Context::new(params.clone(), Device::Cpu).unwrap();
     let mut kg = KeyGenerator::new(&ctx);

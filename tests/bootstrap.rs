@@ -14,7 +14,7 @@ use umbra::ckks::{
 };
 use umbra::math::fft::C64;
 
-const PRESET: &str = "N12_QP1223_L2_S50_boot_insecure";
+const PRESET: &str = "N12_QP1184_L2_S50_boot_insecure";
 const SPARSE_LOG_SLOTS: u32 = 7;
 
 struct Fixture {

@@ -428,6 +428,7 @@ impl RingBackend for CpuBackend {
         keys_b: &[&Buffer],
         keys_a: &[&Buffer],
         ext: &[usize],
+        key_limbs: &[usize],
     ) -> (Buffer, Buffer) {
         let n = self.n();
         let ring = &self.ring;
@@ -438,17 +439,18 @@ impl RingBackend for CpuBackend {
             .enumerate()
             .for_each(|(k, (o0, o1))| {
                 let p = ext[k];
+                let kl = key_limbs[k];
                 let d: Vec<&[u32]> = digits
                     .iter()
                     .map(|b| &data(b)[k * n..(k + 1) * n])
                     .collect();
                 let b: Vec<&[u32]> = keys_b
                     .iter()
-                    .map(|b| &data(b)[p * n..(p + 1) * n])
+                    .map(|b| &data(b)[kl * n..(kl + 1) * n])
                     .collect();
                 let a: Vec<&[u32]> = keys_a
                     .iter()
-                    .map(|b| &data(b)[p * n..(p + 1) * n])
+                    .map(|b| &data(b)[kl * n..(kl + 1) * n])
                     .collect();
                 ks_limb(o0, o1, &d, &b, &a, &ShoupReducer::new(&ring.moduli[p]));
             });

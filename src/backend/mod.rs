@@ -190,13 +190,15 @@ pub trait RingBackend: Send + Sync + fmt::Debug {
         ext: &[usize],
     ) -> Buffer;
 
-    /// Key-switch inner product: (sum_j d_j * b_j, sum_j d_j * a_j) over `ext`; key buffers hold every
-    /// prime of the ring and limb k of `ext` reads key limb `ext[k]`.
+    /// Key-switch inner product: (sum_j d_j * b_j, sum_j d_j * a_j) over `ext`; limb k (prime
+    /// `ext[k]`) of the result reads limb `key_limbs[k]` of the key buffers (keys hold only the
+    /// limbs of the levels they serve).
     fn keyswitch_inner(
         &self,
         digits: &[Buffer],
         keys_b: &[&Buffer],
         keys_a: &[&Buffer],
         ext: &[usize],
+        key_limbs: &[usize],
     ) -> (Buffer, Buffer);
 }

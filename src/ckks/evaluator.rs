@@ -47,6 +47,17 @@ pub(crate) fn product_scale(
     Ok(s)
 }
 
+/// A key made for lower levels cannot switch a ciphertext above them.
+fn key_serves(k: &SwitchingKey, level: usize, what: &str) -> Result<(), CkksError> {
+    if k.level < level {
+        return Err(CkksError::MissingKey(format!(
+            "the {what} key serves levels up to {}, the ciphertext is at level {level}",
+            k.level
+        )));
+    }
+    Ok(())
+}
+
 /// Largest |constant x scale| that an op encodes (i128 arithmetic with headroom).
 pub(crate) const CONST_BITS_MAX: i32 = 120;
 
@@ -336,13 +347,7 @@ impl Evaluator {
 
     /// Switches a degree-1 ciphertext with any switching key (same level, same scale).
     fn switch_key(&self, a: &Ciphertext, key: &SwitchingKey) -> Result<Ciphertext, CkksError> {
-        if key.b.len() < self.ctx.params.digits_at(a.level).len() {
-            return Err(CkksError::MissingKey(format!(
-                "a switching key with {} digits used at level {}",
-                key.b.len(),
-                a.level
-            )));
-        }
+        key_serves(key, a.level, "encapsulation")?;
         let dec = decompose(&self.ctx, &a.parts[1], a.level);
         let (k0, k1) = apply_key(&self.ctx, &dec, key, None);
         let mut c0 = a.parts[0].clone();
@@ -467,6 +472,7 @@ impl Evaluator {
             .relin
             .as_ref()
             .ok_or_else(|| CkksError::MissingKey("relinearization key".into()))?;
+        key_serves(&rlk.0, a.level, "relinearization")?;
         let dec = decompose(&self.ctx, &a.parts[2], a.level);
         let (k0, k1) = apply_key(&self.ctx, &dec, &rlk.0, None);
         let q = self.q(a.level);
@@ -558,12 +564,15 @@ impl Evaluator {
         })
     }
 
-    fn galois_key(&self, g: usize, what: &str) -> Result<&SwitchingKey, CkksError> {
-        self.keys()?
+    fn galois_key(&self, g: usize, what: &str, level: usize) -> Result<&SwitchingKey, CkksError> {
+        let k = self
+            .keys()?
             .galois
             .keys
             .get(&g)
-            .ok_or_else(|| CkksError::MissingKey(format!("Galois key for {what}")))
+            .ok_or_else(|| CkksError::MissingKey(format!("Galois key for {what}")))?;
+        key_serves(k, level, what)?;
+        Ok(k)
     }
 
     /// Applies X -> X^g and switches back to s.
@@ -572,7 +581,7 @@ impl Evaluator {
         if a.degree() != 1 {
             return Err(CkksError::Invalid("relinearize before rotating".into()));
         }
-        let key = self.galois_key(g, what)?;
+        let key = self.galois_key(g, what, a.level)?;
         let q = self.q(a.level);
         let be = &self.ctx.backend;
         let c1 = be.automorphism(&a.parts[1], g, &q);
@@ -628,7 +637,7 @@ impl Evaluator {
                 if g == 1 {
                     Ok((g, None))
                 } else {
-                    self.galois_key(g, &format!("rotation by {r}"))
+                    self.galois_key(g, &format!("rotation by {r}"), a.level)
                         .map(|k| (g, Some(k)))
                 }
             })

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use zeroize::Zeroize;
 
-use super::{CkksError, Context};
+use super::{CkksError, Context, Parameters};
 use crate::backend::Buffer;
 use crate::math::sampling::Prng;
 
@@ -42,13 +42,27 @@ pub struct PublicKey {
     pub params_hash: [u8; 32],
 }
 
-/// A key switching from s' to s: per digit j, (b_j, a_j) = (-a_j s + e_j + P g_j s', a_j) over Q and
-/// P. a_j is expanded from `seed`.
+/// A key switching from s' to s: per digit j, (b_j, a_j) = (-a_j s + e_j + P g_j s', a_j) over
+/// Q_level and P. A key made for `level` serves ciphertexts at that level and below and holds only
+/// their limbs and digits (bootstrapping's SlotsToCoeffs keys are a third of a full key's size).
+/// a_j is expanded from `seed`.
 #[derive(Clone, Debug)]
 pub struct SwitchingKey {
     pub b: Vec<Buffer>,
     pub a: Vec<Buffer>,
     pub seed: [u8; 32],
+    pub level: usize,
+}
+
+impl SwitchingKey {
+    /// Position in the key's buffers of each prime of `ext` (Q primes up to the key's level,
+    /// then P).
+    pub(crate) fn limb_positions(&self, p: &Parameters, ext: &[usize]) -> Vec<usize> {
+        let lq = p.limbs_at(self.level);
+        ext.iter()
+            .map(|&i| if i < p.q_count() { i } else { lq + i - p.q_count() })
+            .collect()
+    }
 }
 
 /// Relinearization key: switches s^2 to s.
@@ -175,35 +189,38 @@ impl KeyGenerator {
         }
     }
 
-    /// A switching key from `from` (NTT form over all primes) to the secret key.
+    /// A switching key from `from` (NTT form over all primes) to the secret key, for every level.
     fn switching_key(&mut self, sk: &SecretKey, from: &Buffer) -> SwitchingKey {
-        let digits = self.ctx.params.digits.len();
-        self.switching_key_to(&sk.ntt, from, digits, false)
+        let top = self.ctx.params.max_level();
+        self.switching_key_to(&sk.ntt, from, top)
     }
 
-    /// A switching key from `from` to `to` (both NTT form over all primes) with the first `digits`
-    /// digits; with `level0_only`, b is zero outside the limbs of Q_0 and P.
-    fn switching_key_to(
-        &mut self,
-        to: &Buffer,
-        from: &Buffer,
-        digits: usize,
-        level0_only: bool,
-    ) -> SwitchingKey {
-        let p = &self.ctx.params;
+    /// A switching key from `from` to `to` (both NTT form over all primes) serving `level` and
+    /// below: limbs Q_level ++ P, the digits present at `level`.
+    fn switching_key_to(&mut self, to: &Buffer, from: &Buffer, level: usize) -> SwitchingKey {
+        let p = self.ctx.params.clone();
         let be = &self.ctx.backend;
-        let all: Vec<usize> = (0..p.ring.moduli.len()).collect();
+        let primes = p.qp_indices(level);
+        let digits = p.digits_at(level);
+        let pick = |x: &Buffer| -> Buffer {
+            let parts: Vec<Buffer> = primes
+                .iter()
+                .map(|&i| be.slice_limbs(x, i, i + 1))
+                .collect();
+            be.concat_limbs(&parts.iter().collect::<Vec<_>>())
+        };
+        let (to, from) = (pick(to), pick(from));
         let seed = self.prng.seed32();
-        let a = expand_uniform(&self.ctx, seed, digits, &all);
+        let a = expand_uniform(&self.ctx, seed, digits.len(), &primes);
         let n = p.n();
-        let mut b = Vec::with_capacity(digits);
-        for (j, &(d0, d1)) in p.digits[..digits].iter().enumerate() {
+        let mut b = Vec::with_capacity(digits.len());
+        for (j, &(d0, d1)) in digits.iter().enumerate() {
             let e = self.prng.cbd(n);
-            let mut bj = small_to_ntt(&self.ctx, &e, &all);
-            let as_ = be.mul(&a[j], to, &all);
-            be.sub_assign(&mut bj, &as_, &all);
+            let mut bj = small_to_ntt(&self.ctx, &e, &primes);
+            let as_ = be.mul(&a[j], &to, &primes);
+            be.sub_assign(&mut bj, &as_, &primes);
             // + P * g_j * s': [P]_{q_i} on the digit's limbs, 0 elsewhere.
-            let scal: Vec<u32> = all
+            let scal: Vec<u32> = primes
                 .iter()
                 .map(|&i| {
                     if i >= d0 && i < d1 {
@@ -217,18 +234,11 @@ impl KeyGenerator {
                 })
                 .collect();
             let mut t = from.clone();
-            be.mul_scalar_assign(&mut t, &scal, &all);
-            be.add_assign(&mut bj, &t, &all);
-            if level0_only {
-                let keep: Vec<u32> = all
-                    .iter()
-                    .map(|&i| (i < p.limbs_at(0) || i >= p.q_count()) as u32)
-                    .collect();
-                be.mul_scalar_assign(&mut bj, &keep, &all);
-            }
+            be.mul_scalar_assign(&mut t, &scal, &primes);
+            be.add_assign(&mut bj, &t, &primes);
             b.push(bj);
         }
-        SwitchingKey { b, a, seed }
+        SwitchingKey { b, a, seed, level }
     }
 
     /// Sparse-secret encapsulation keys with an ephemeral secret of `hamming_weight` nonzero
@@ -246,8 +256,10 @@ impl KeyGenerator {
             params_hash: p.hash,
         };
         s.zeroize();
-        let to_sparse = self.switching_key_to(&sparse.ntt, &sk.ntt, 1, true);
-        let to_dense = self.switching_key_to(&sk.ntt, &sparse.ntt, p.digits.len(), false);
+        // s -> s' only at level 0: an encryption under the sparse s' is published modulo Q_0 P
+        // alone, where its sparsity costs no security.
+        let to_sparse = self.switching_key_to(&sparse.ntt, &sk.ntt, 0);
+        let to_dense = self.switching_key_to(&sk.ntt, &sparse.ntt, p.max_level());
         EncapsulationKeys {
             to_sparse,
             to_dense,
@@ -268,23 +280,41 @@ impl KeyGenerator {
         rotations: &[i64],
         conjugation: bool,
     ) -> GaloisKeys {
-        let n = self.ctx.params.n();
-        let mut elements: Vec<usize> = rotations
-            .iter()
-            .map(|&r| galois_element(r, n))
-            .filter(|&g| g != 1)
-            .collect();
-        if conjugation {
-            elements.push(conjugation_element(n));
+        let top = self.ctx.params.max_level();
+        let levels: Vec<(i64, usize)> = rotations.iter().map(|&r| (r, top)).collect();
+        self.gen_galois_keys_at(sk, &levels, conjugation.then_some(top))
+    }
+
+    /// Galois keys for rotations each used up to a level (smaller keys for lower levels), and
+    /// for conjugation up to a level. A rotation listed twice gets the higher level.
+    pub fn gen_galois_keys_at(
+        &mut self,
+        sk: &SecretKey,
+        rotations: &[(i64, usize)],
+        conjugation: Option<usize>,
+    ) -> GaloisKeys {
+        let p = self.ctx.params.clone();
+        let n = p.n();
+        let mut elements: BTreeMap<usize, usize> = BTreeMap::new();
+        let mut want = |g: usize, level: usize| {
+            let l = elements.entry(g).or_insert(0);
+            *l = (*l).max(level.min(p.max_level()));
+        };
+        for &(r, level) in rotations {
+            let g = galois_element(r, n);
+            if g != 1 {
+                want(g, level);
+            }
         }
-        elements.sort_unstable();
-        elements.dedup();
-        let all: Vec<usize> = (0..self.ctx.params.ring.moduli.len()).collect();
+        if let Some(level) = conjugation {
+            want(conjugation_element(n), level);
+        }
+        let all: Vec<usize> = (0..p.ring.moduli.len()).collect();
         let mut keys = BTreeMap::new();
-        for g in elements {
+        for (g, level) in elements {
             // Key from phi_g(s) to s (rotation applies phi_g to the ciphertext, then switches).
             let from = self.ctx.backend.automorphism(&sk.ntt, g, &all);
-            keys.insert(g, self.switching_key(sk, &from));
+            keys.insert(g, self.switching_key_to(&sk.ntt, &from, level));
         }
         GaloisKeys { keys }
     }

@@ -30,6 +30,7 @@ pub fn decompose(ctx: &Context, c: &Buffer, level: usize) -> Decomposed {
 
 /// Applies a switching key to a decomposition, optionally after the automorphism X -> X^galois of
 /// the digits; returns (ks0, ks1) over Q_level with ks0 + ks1 s = P^-1 sum d_j key_j ~ c s'.
+/// The key must serve the decomposition's level (`SwitchingKey::level`; callers check).
 pub fn apply_key(
     ctx: &Context,
     dec: &Decomposed,
@@ -54,7 +55,8 @@ pub fn apply_key(
     let nd = digits.len();
     let kb: Vec<&Buffer> = key.b[..nd].iter().collect();
     let ka: Vec<&Buffer> = key.a[..nd].iter().collect();
-    let (acc0, acc1) = be.keyswitch_inner(digits, &kb, &ka, &ext);
+    let key_limbs = key.limb_positions(p, &ext);
+    let (acc0, acc1) = be.keyswitch_inner(digits, &kb, &ka, &ext, &key_limbs);
     let k = p.p_primes.len();
     (
         be.divide_round_last(&acc0, &ext, k),

@@ -386,27 +386,37 @@ impl Serial for PublicKey {
 
 fn write_swk(ctx: &Context, w: &mut W, k: &SwitchingKey) {
     w.bytes(&k.seed);
+    w.u32(k.level as u32);
     w.u32(k.b.len() as u32);
     for b in &k.b {
         w.words(ctx, b);
     }
 }
 
-/// Reads a switching key with exactly `digits` digits.
-fn read_swk(ctx: &Context, r: &mut R, digits: usize) -> Result<SwitchingKey, FormatError> {
+/// Reads a switching key: its level fixes its limbs (Q_level ++ P) and digit count.
+fn read_swk(ctx: &Context, r: &mut R) -> Result<SwitchingKey, FormatError> {
+    let p = &ctx.params;
     let seed = r.seed()?;
+    let level = r.u32("key level")? as usize;
+    if level > p.max_level() {
+        return Err(FormatError::Malformed(format!(
+            "key level {level} above the top level {}",
+            p.max_level()
+        )));
+    }
+    let digits = p.digits_at(level).len();
     let nd = r.u32("digit count")? as usize;
     if nd != digits {
         return Err(FormatError::Malformed(format!(
-            "{nd} digits, expected {digits}"
+            "{nd} digits, a level-{level} key has {digits}"
         )));
     }
-    let all: Vec<usize> = (0..ctx.params.ring.moduli.len()).collect();
+    let primes = p.qp_indices(level);
     let b = (0..nd)
-        .map(|_| r.poly(ctx, &all))
+        .map(|_| r.poly(ctx, &primes))
         .collect::<Result<Vec<_>, _>>()?;
-    let a = expand_uniform(ctx, seed, nd, &all);
-    Ok(SwitchingKey { b, a, seed })
+    let a = expand_uniform(ctx, seed, nd, &primes);
+    Ok(SwitchingKey { b, a, seed, level })
 }
 
 fn write_galois(ctx: &Context, w: &mut W, g: &GaloisKeys) {
@@ -426,7 +436,7 @@ fn read_galois(ctx: &Context, r: &mut R) -> Result<GaloisKeys, FormatError> {
         if e % 2 == 0 || e >= two_n {
             return Err(FormatError::Malformed(format!("Galois element {e}")));
         }
-        let k = read_swk(ctx, r, ctx.params.digits.len())?;
+        let k = read_swk(ctx, r)?;
         if g.keys.insert(e, k).is_some() {
             return Err(FormatError::Malformed(format!(
                 "Galois element {e} appears twice"
@@ -445,7 +455,7 @@ impl Serial for RelinKey {
     }
     fn read(ctx: &Context, payload: &[u8]) -> Result<Self, FormatError> {
         let mut r = R { b: payload, at: 0 };
-        let k = read_swk(ctx, &mut r, ctx.params.digits.len())?;
+        let k = read_swk(ctx, &mut r)?;
         r.end()?;
         Ok(RelinKey(k))
     }
@@ -487,7 +497,7 @@ impl Serial for EvaluationKeys {
         let mut r = R { b: payload, at: 0 };
         let relin = match r.u8("relin flag")? {
             0 => None,
-            1 => Some(RelinKey(read_swk(ctx, &mut r, ctx.params.digits.len())?)),
+            1 => Some(RelinKey(read_swk(ctx, &mut r)?)),
             v => return Err(FormatError::Malformed(format!("relin flag {v}"))),
         };
         let galois = read_galois(ctx, &mut r)?;
@@ -500,10 +510,16 @@ impl Serial for EvaluationKeys {
                         "Hamming weight {hamming_weight}"
                     )));
                 }
+                let to_sparse = read_swk(ctx, &mut r)?;
+                if to_sparse.level != 0 {
+                    return Err(FormatError::Malformed(
+                        "the encapsulation key to the sparse secret must be a level-0 key".into(),
+                    ));
+                }
                 Some(EncapsulationKeys {
                     hamming_weight,
-                    to_sparse: read_swk(ctx, &mut r, 1)?,
-                    to_dense: read_swk(ctx, &mut r, ctx.params.digits.len())?,
+                    to_sparse,
+                    to_dense: read_swk(ctx, &mut r)?,
                 })
             }
             v => return Err(FormatError::Malformed(format!("encapsulation flag {v}"))),

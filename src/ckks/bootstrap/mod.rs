@@ -176,7 +176,7 @@ pub fn presets() -> Vec<BootstrapPreset> {
                 name: format!("{}_insecure", params.name),
                 ..params.clone()
             })
-            .map(|p| p.log_qp.ceil() as u32)
+            .map(|p| p.log_qp.round() as u32)
             .unwrap_or(0);
             params.name = params.name.replacen('_', &format!("_QP{qp}_"), 1);
             BootstrapPreset { params, boot }
@@ -246,26 +246,53 @@ fn matrices(
     (l, cts, stc)
 }
 
-/// Rotations whose Galois keys bootstrapping needs (conjugation is needed too).
-pub fn rotations(p: &Parameters, lit: &BootstrapLiteral) -> Result<Vec<i64>, CkksError> {
+/// Rotations whose Galois keys bootstrapping needs, each with the highest level it is used at
+/// (SlotsToCoeffs keys serve low levels only and are much smaller). Conjugation is needed too, at
+/// `conjugation_level`.
+pub fn rotations_with_levels(
+    p: &Parameters,
+    lit: &BootstrapLiteral,
+) -> Result<Vec<(i64, usize)>, CkksError> {
     let n = lit.slots(p)?;
+    let lay = layout(p, lit)?;
     let (l, cts, stc) = matrices(p, lit, n);
-    let mut r: Vec<i64> = cts.iter().chain(&stc).flat_map(rotations_for).collect();
+    let mut r: Vec<(i64, usize)> = Vec::new();
+    for (i, m) in cts.iter().enumerate() {
+        r.extend(rotations_for(m).into_iter().map(|x| (x, lay.top - i)));
+    }
+    for (i, m) in stc.iter().enumerate() {
+        r.extend(rotations_for(m).into_iter().map(|x| (x, lay.stc_top - i)));
+    }
     if l == 2 * n {
-        r.push(n as i64);
+        r.push((n as i64, lay.em_top));
         let mut step = n;
         while step < p.max_slots() {
-            r.push(step as i64);
+            r.push((step as i64, lay.top));
             step *= 2;
         }
     }
+    Ok(r)
+}
+
+/// The level conjugation is used at (right after CoeffsToSlots).
+pub fn conjugation_level(p: &Parameters, lit: &BootstrapLiteral) -> Result<usize, CkksError> {
+    Ok(layout(p, lit)?.em_top)
+}
+
+/// The rotations of `rotations_with_levels`, without levels.
+pub fn rotations(p: &Parameters, lit: &BootstrapLiteral) -> Result<Vec<i64>, CkksError> {
+    let mut r: Vec<i64> = rotations_with_levels(p, lit)?
+        .into_iter()
+        .map(|(x, _)| x)
+        .collect();
     r.sort_unstable();
     r.dedup();
     Ok(r)
 }
 
-/// Everything the server needs to bootstrap: relinearization key, the Galois keys of
-/// `rotations` plus conjugation, and the encapsulation keys.
+/// Everything the server needs to bootstrap: relinearization key, the Galois keys (each only
+/// as large as the levels it serves), conjugation, and the encapsulation keys.
+/// `extra_rotations` get full keys (for the circuit around the bootstrap).
 pub fn gen_bootstrap_keys(
     kg: &mut KeyGenerator,
     sk: &SecretKey,
@@ -273,13 +300,17 @@ pub fn gen_bootstrap_keys(
     lit: &BootstrapLiteral,
     extra_rotations: &[i64],
 ) -> Result<EvaluationKeys, CkksError> {
-    let mut rots = rotations(p, lit)?;
-    rots.extend_from_slice(extra_rotations);
-    let mut keys = kg.gen_evaluation_keys(sk, &rots, true);
-    if lit.ephemeral_hamming_weight > 0 {
-        keys.encapsulation = Some(kg.gen_encapsulation_keys(sk, lit.ephemeral_hamming_weight));
-    }
-    Ok(keys)
+    let mut rots = rotations_with_levels(p, lit)?;
+    rots.extend(extra_rotations.iter().map(|&r| (r, p.max_level())));
+    let galois = kg.gen_galois_keys_at(sk, &rots, Some(conjugation_level(p, lit)?));
+    let encapsulation = (lit.ephemeral_hamming_weight > 0)
+        .then(|| kg.gen_encapsulation_keys(sk, lit.ephemeral_hamming_weight));
+    Ok(EvaluationKeys {
+        relin: Some(kg.gen_relin_key(sk)),
+        galois,
+        encapsulation,
+        params_hash: p.hash,
+    })
 }
 
 /// A prepared bootstrapping circuit: DFT matrices encoded at their levels, EvalMod polynomials.
