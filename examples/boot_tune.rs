@@ -8,7 +8,10 @@ use umbra::ckks::*;
 use umbra::math::sampling::Prng;
 
 fn main() {
-    let a: Vec<u32> = std::env::args().skip(1).map(|s| s.parse().unwrap()).collect();
+    let a: Vec<u32> = std::env::args()
+        .skip(1)
+        .map(|s| s.parse().unwrap())
+        .collect();
     let boot = BootstrapLiteral {
         k: a[2],
         mod_degree: a[3] as usize,

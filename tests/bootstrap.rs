@@ -73,10 +73,13 @@ fn run(f: &Fixture, b: &Bootstrapper<umbra::ckks::Plaintext>, values: &[C64]) ->
     assert_eq!(out.level, p.compute_top_level());
     assert!((out.scale / p.default_scales[out.level] - 1.0).abs() < 1e-9);
     let sim = Simulator::new(p);
-    let sim_b = Bootstrapper::new(&sim, &BootstrapLiteral {
-        log_slots: Some(b.slots().trailing_zeros()),
-        ..f.boot.clone()
-    })
+    let sim_b = Bootstrapper::new(
+        &sim,
+        &BootstrapLiteral {
+            log_slots: Some(b.slots().trailing_zeros()),
+            ..f.boot.clone()
+        },
+    )
     .unwrap();
     let meta = SimCiphertext {
         level: ct.level,
@@ -89,18 +92,29 @@ fn run(f: &Fixture, b: &Bootstrapper<umbra::ckks::Plaintext>, values: &[C64]) ->
     let flat = |v: &[C64]| -> Vec<f64> { v.iter().flat_map(|z| [z.re, z.im]).collect() };
     let (g, w) = (flat(&got[..values.len()]), flat(values));
     let bits = (precision_bits(&g, &w), precision_bits_min(&g, &w));
-    eprintln!("{} slots: {:.1} bits mean, {:.1} min", values.len(), bits.0, bits.1);
+    eprintln!(
+        "{} slots: {:.1} bits mean, {:.1} min",
+        values.len(),
+        bits.0,
+        bits.1
+    );
     bits
 }
 
 fn real(n: usize, seed: u8) -> Vec<C64> {
-    uniform(n, seed).into_iter().map(|x| C64::new(x, 0.0)).collect()
+    uniform(n, seed)
+        .into_iter()
+        .map(|x| C64::new(x, 0.0))
+        .collect()
 }
 
 fn complex(n: usize, seed: u8) -> Vec<C64> {
     let re = uniform(n, seed);
     let im = uniform(n, seed.wrapping_add(100));
-    re.into_iter().zip(im).map(|(a, b)| C64::new(a, b)).collect()
+    re.into_iter()
+        .zip(im)
+        .map(|(a, b)| C64::new(a, b))
+        .collect()
 }
 
 #[test]
@@ -134,12 +148,17 @@ fn output_supports_further_computation() {
     let f = fixture();
     let v = real(f.full.slots(), 5);
     let ct = f.full.bootstrap(&f.ev, &encrypt(f, &v)).unwrap();
-    let sq = f.ev.rescale_new(&f.ev.mul_relin_new(&ct, &ct).unwrap()).unwrap();
+    let sq =
+        f.ev.rescale_new(&f.ev.mul_relin_new(&ct, &ct).unwrap())
+            .unwrap();
     let again = f.full.bootstrap(&f.ev, &sq).unwrap();
     let got = Decryptor::new(&f.ctx).decrypt(&again, &f.sk).unwrap();
     let want: Vec<f64> = v.iter().map(|z| z.re * z.re).collect();
     let bits = precision_bits(&got[..want.len()], &want);
-    assert!(bits >= 18.0, "{bits:.1} bits after square and second bootstrap");
+    assert!(
+        bits >= 18.0,
+        "{bits:.1} bits after square and second bootstrap"
+    );
 }
 
 #[test]

@@ -60,7 +60,13 @@ impl SwitchingKey {
     pub(crate) fn limb_positions(&self, p: &Parameters, ext: &[usize]) -> Vec<usize> {
         let lq = p.limbs_at(self.level);
         ext.iter()
-            .map(|&i| if i < p.q_count() { i } else { lq + i - p.q_count() })
+            .map(|&i| {
+                if i < p.q_count() {
+                    i
+                } else {
+                    lq + i - p.q_count()
+                }
+            })
             .collect()
     }
 }

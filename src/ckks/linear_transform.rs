@@ -133,7 +133,11 @@ fn plan(slots: usize, offsets: &[usize]) -> Split {
         .iter()
         .map(|&d| {
             let e = (d / stride) as i64;
-            let e = if e > span as i64 / 2 { e - span as i64 } else { e };
+            let e = if e > span as i64 / 2 {
+                e - span as i64
+            } else {
+                e
+            };
             (e, d)
         })
         .collect();
@@ -178,7 +182,9 @@ impl<P> LinearTransform<P> {
         let l = m.slots;
         let offsets: Vec<usize> = m.diags.keys().copied().collect();
         if offsets.is_empty() {
-            return Err(CkksError::Invalid("a linear transform with no diagonals".into()));
+            return Err(CkksError::Invalid(
+                "a linear transform with no diagonals".into(),
+            ));
         }
         let split = plan(l, &offsets);
         let mut terms = BTreeMap::new();
@@ -303,7 +309,9 @@ mod tests {
     #[test]
     fn split_covers_every_offset_once() {
         let l = 64;
-        let offsets: Vec<usize> = (-7i64..=7).map(|e| (e * 4).rem_euclid(l) as usize).collect();
+        let offsets: Vec<usize> = (-7i64..=7)
+            .map(|e| (e * 4).rem_euclid(l) as usize)
+            .collect();
         let s = plan(l as usize, &offsets);
         let mut seen: Vec<usize> = s.giants.values().flatten().map(|&(_, d)| d).collect();
         seen.sort_unstable();

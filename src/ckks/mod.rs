@@ -19,13 +19,13 @@ use std::sync::Arc;
 pub use bootstrap::{BootstrapLiteral, Bootstrapper};
 pub use ciphertext::{Ciphertext, Plaintext};
 pub use circuit::Circuit;
-pub use linear_transform::{DiagMatrix, LinearTransform};
 pub use encoder::Encoder;
 pub use encryption::{Decryptor, Encryptor};
 pub use evaluator::Evaluator;
 pub use keys::{
     EncapsulationKeys, EvaluationKeys, GaloisKeys, KeyGenerator, PublicKey, RelinKey, SecretKey,
 };
+pub use linear_transform::{DiagMatrix, LinearTransform};
 pub use params::{Parameters, ParametersLiteral};
 pub use polynomial::Chebyshev;
 pub use simulator::{OpCounts, SimCiphertext, Simulator};

@@ -90,7 +90,9 @@ pub fn coeffs_to_slots(n: usize, l: usize, levels: usize, factor: f64) -> Vec<Di
         let mask: Vec<C64> = (0..l)
             .map(|k| C64::new(if k < n { 1.0 } else { 0.0 }, 0.0))
             .collect();
-        out.last_mut().expect("at least one level").scale_rows(&mask);
+        out.last_mut()
+            .expect("at least one level")
+            .scale_rows(&mask);
     }
     out
 }
