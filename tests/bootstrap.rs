@@ -21,6 +21,7 @@ struct Fixture {
     ctx: Arc<Context>,
     sk: SecretKey,
     ev: Evaluator,
+    evk: Arc<EvaluationKeys>,
     full: Bootstrapper<umbra::ckks::Plaintext>,
     sparse: Bootstrapper<umbra::ckks::Plaintext>,
     boot: BootstrapLiteral,
@@ -44,13 +45,15 @@ fn fixture() -> &'static Fixture {
         let sparse_rots = bootstrap::rotations(&params, &sparse_literal(&preset.boot)).unwrap();
         let evk: EvaluationKeys =
             gen_bootstrap_keys(&mut kg, &sk, &params, &preset.boot, &sparse_rots).unwrap();
-        let ev = Evaluator::new(&ctx, Arc::new(evk)).unwrap();
+        let evk = Arc::new(evk);
+        let ev = Evaluator::new(&ctx, evk.clone()).unwrap();
         let full = Bootstrapper::new(&ev, &preset.boot).unwrap();
         let sparse = Bootstrapper::new(&ev, &sparse_literal(&preset.boot)).unwrap();
         Fixture {
             ctx,
             sk,
             ev,
+            evk,
             full,
             sparse,
             boot: preset.boot,
@@ -192,4 +195,29 @@ fn bad_inputs_are_errors() {
     };
     assert!(Bootstrapper::new(&sim, &lit).is_err());
     assert_eq!(sim.level(&sim.fresh(0, 8)), 0);
+}
+
+#[test]
+fn bootstrapping_keys_round_trip() {
+    use umbra::ckks::serialize::Serial;
+    let f = fixture();
+    let bytes = f.evk.to_bytes(&f.ctx);
+    let back = EvaluationKeys::from_bytes(&f.ctx, &bytes).unwrap();
+    assert_eq!(back.memory_bytes(), f.evk.memory_bytes());
+    let levels =
+        |k: &EvaluationKeys| -> Vec<usize> { k.galois.keys.values().map(|s| s.level).collect() };
+    assert_eq!(levels(&back), levels(&f.evk));
+    // Keys for SlotsToCoeffs serve low levels only.
+    assert!(levels(&back).iter().any(|&l| l < f.ctx.params.max_level()));
+    let e = back.encapsulation.as_ref().expect("encapsulation keys");
+    assert_eq!(e.to_sparse.level, 0);
+    assert_eq!(e.hamming_weight, 32);
+    let ev = Evaluator::new(&f.ctx, Arc::new(back)).unwrap();
+    let v = real(f.full.slots(), 8);
+    let out = f.full.bootstrap(&ev, &encrypt(f, &v)).unwrap();
+    let got = Decryptor::new(&f.ctx).decrypt(&out, &f.sk).unwrap();
+    let want: Vec<f64> = v.iter().map(|z| z.re).collect();
+    assert!(precision_bits(&got[..want.len()], &want) >= 20.0);
+    // Truncated bytes are an error.
+    assert!(EvaluationKeys::from_bytes(&f.ctx, &bytes[..bytes.len() / 2]).is_err());
 }

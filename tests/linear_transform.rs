@@ -38,7 +38,7 @@ fn bsgs_matches_f64_for_dense_and_banded_matrices() {
     for e in -7i64..=7 {
         banded.diags.insert(
             (e * 4).rem_euclid(l as i64) as usize,
-            complex(l, 100 + e as u8),
+            complex(l, (100 + e) as u8),
         );
     }
     let mut rots = rotations_for(&dense);

@@ -285,7 +285,8 @@ fn switching_keys_round_trip_and_still_work() {
     let bytes = rk.to_bytes(ctx);
     assert_eq!(
         bytes.len(),
-        HEADER + TRAILER + 32 + 4 + nd * all_words,
+        // seed, level, digit count, then b
+        HEADER + TRAILER + 32 + 4 + 4 + nd * all_words,
         "seeded switching key: b only"
     );
     let rk2 = RelinKey::from_bytes(ctx, &bytes).unwrap();
