@@ -5,7 +5,7 @@
 use std::sync::{Arc, OnceLock};
 
 use super::keys::{conjugation_element, galois_element, EvaluationKeys, SwitchingKey};
-use super::keyswitch::{apply_key, decompose};
+use super::keyswitch::{apply_key, decompose, Decomposed};
 use super::params::Parameters;
 use super::{Ciphertext, CkksError, Context, Encoder, Plaintext};
 use crate::backend::Buffer;
@@ -349,16 +349,28 @@ impl Evaluator {
     fn switch_key(&self, a: &Ciphertext, key: &SwitchingKey) -> Result<Ciphertext, CkksError> {
         key_serves(key, a.level, "encapsulation")?;
         let dec = decompose(&self.ctx, &a.parts[1], a.level);
-        let (k0, k1) = apply_key(&self.ctx, &dec, key, None);
-        let mut c0 = a.parts[0].clone();
+        Ok(self.finish_switch(a, a.parts[0].clone(), &dec, key, None))
+    }
+
+    /// The end of every key switch of a c1: (c0 + ks0, ks1), with a's level, scale and slots.
+    /// `galois` permutes the decomposition first (hoisted rotations).
+    fn finish_switch(
+        &self,
+        a: &Ciphertext,
+        mut c0: Buffer,
+        dec: &Decomposed,
+        key: &SwitchingKey,
+        galois: Option<usize>,
+    ) -> Ciphertext {
+        let (k0, k1) = apply_key(&self.ctx, dec, key, galois);
         self.ctx.backend.add_assign(&mut c0, &k0, &self.q(a.level));
-        Ok(Ciphertext {
+        Ciphertext {
             parts: vec![c0, k1],
             level: a.level,
             scale: a.scale,
             slots: a.slots,
             seed: None,
-        })
+        }
     }
 
     /// ModRaise (bootstrapping): the ciphertext at level 0, its coefficients lifted centered from
@@ -586,16 +598,8 @@ impl Evaluator {
         let be = &self.ctx.backend;
         let c1 = be.automorphism(&a.parts[1], g, &q);
         let dec = decompose(&self.ctx, &c1, a.level);
-        let (k0, k1) = apply_key(&self.ctx, &dec, key, None);
-        let mut c0 = be.automorphism(&a.parts[0], g, &q);
-        be.add_assign(&mut c0, &k0, &q);
-        Ok(Ciphertext {
-            parts: vec![c0, k1],
-            level: a.level,
-            scale: a.scale,
-            slots: a.slots,
-            seed: None,
-        })
+        let c0 = be.automorphism(&a.parts[0], g, &q);
+        Ok(self.finish_switch(a, c0, &dec, key, None))
     }
 
     /// Left rotation of the slots by r (negative: right).
@@ -649,16 +653,8 @@ impl Evaluator {
             .map(|(g, key)| match key {
                 None => a.clone(),
                 Some(key) => {
-                    let (k0, k1) = apply_key(&self.ctx, &dec, key, Some(g));
-                    let mut c0 = be.automorphism(&a.parts[0], g, &q);
-                    be.add_assign(&mut c0, &k0, &q);
-                    Ciphertext {
-                        parts: vec![c0, k1],
-                        level: a.level,
-                        scale: a.scale,
-                        slots: a.slots,
-                        seed: None,
-                    }
+                    let c0 = be.automorphism(&a.parts[0], g, &q);
+                    self.finish_switch(a, c0, &dec, key, Some(g))
                 }
             })
             .collect())
