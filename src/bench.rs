@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use crate::backend::Device;
+use crate::backend::{Backend, Device};
 use crate::ckks::encoder::precision_bits;
 use crate::ckks::{
     CkksError, Context, Decryptor, Encoder, Encryptor, Evaluator, KeyGenerator, Parameters,
@@ -20,12 +20,25 @@ pub struct OpRow {
 }
 
 /// Median milliseconds of `f`, run `reps` times after one warm-up.
-pub fn time_ms<T>(reps: usize, mut f: impl FnMut() -> T) -> f64 {
+pub fn time_ms<T>(reps: usize, f: impl FnMut() -> T) -> f64 {
+    time_on_ms(None, reps, f)
+}
+
+/// As `time_ms`, waiting for the backend's queued work inside each timed run (GPU launches return
+/// before the work is done).
+pub fn time_on_ms<T>(be: Option<&Backend>, reps: usize, mut f: impl FnMut() -> T) -> f64 {
+    let sync = || {
+        if let Some(be) = be {
+            be.synchronize();
+        }
+    };
     std::hint::black_box(f());
+    sync();
     let mut v: Vec<f64> = (0..reps.max(1))
         .map(|_| {
             let t = Instant::now();
             std::hint::black_box(f());
+            sync();
             t.elapsed().as_secs_f64() * 1e3
         })
         .collect();
@@ -43,6 +56,7 @@ fn uniform_values(prng: &mut Prng, n: usize) -> Vec<f64> {
 pub fn bench_ops(preset: &str, device: Device, reps: usize) -> Result<Vec<OpRow>, CkksError> {
     let params = Parameters::preset(preset)?;
     let ctx = Context::new(params.clone(), device)?;
+    let be = Some(&ctx.backend);
     let top = params.max_level();
     let slots = params.max_slots();
     let mut prng = Prng::from_os();
@@ -68,41 +82,49 @@ pub fn bench_ops(preset: &str, device: Device, reps: usize) -> Result<Vec<OpRow>
 
     let pa = enc.encode(&a, top, None)?;
     let pb = enc.encode(&b, top, None)?;
-    row("encode", time_ms(reps, || enc.encode(&a, top, None)), None);
+    row(
+        "encode",
+        time_on_ms(be, reps, || enc.encode(&a, top, None)),
+        None,
+    );
     let ca = encryptor.encrypt(&pa)?;
     let cb = encryptor.encrypt(&pb)?;
-    row("encrypt", time_ms(reps, || encryptor.encrypt(&pa)), None);
+    row(
+        "encrypt",
+        time_on_ms(be, reps, || encryptor.encrypt(&pa)),
+        None,
+    );
     let da = dec.decrypt(&ca, &sk)?;
     row(
         "decrypt",
-        time_ms(reps, || dec.decrypt(&ca, &sk)),
+        time_on_ms(be, reps, || dec.decrypt(&ca, &sk)),
         Some(precision_bits(&da, &a)),
     );
     let sum = eval.add_new(&ca, &cb)?;
     let want: Vec<f64> = a.iter().zip(&b).map(|(x, y)| x + y).collect();
     row(
         "add",
-        time_ms(reps, || eval.add_new(&ca, &cb)),
+        time_on_ms(be, reps, || eval.add_new(&ca, &cb)),
         Some(precision_bits(&dec.decrypt(&sum, &sk)?, &want)),
     );
     let prod = eval.mul_relin_new(&ca, &cb)?;
     let want: Vec<f64> = a.iter().zip(&b).map(|(x, y)| x * y).collect();
     row(
         "mul_relin",
-        time_ms(reps, || eval.mul_relin_new(&ca, &cb)),
+        time_on_ms(be, reps, || eval.mul_relin_new(&ca, &cb)),
         Some(precision_bits(&dec.decrypt(&prod, &sk)?, &want)),
     );
     let rs = eval.rescale_new(&prod)?;
     row(
         "rescale",
-        time_ms(reps, || eval.rescale_new(&prod)),
+        time_on_ms(be, reps, || eval.rescale_new(&prod)),
         Some(precision_bits(&dec.decrypt(&rs, &sk)?, &want)),
     );
     let rot = eval.rotate_new(&ca, 1)?;
     let want: Vec<f64> = (0..slots).map(|i| a[(i + 1) % slots]).collect();
     row(
         "rotate",
-        time_ms(reps, || eval.rotate_new(&ca, 1)),
+        time_on_ms(be, reps, || eval.rotate_new(&ca, 1)),
         Some(precision_bits(&dec.decrypt(&rot, &sk)?, &want)),
     );
     let hoisted = eval.rotate_hoisted_new(&ca, &rots)?;
@@ -113,14 +135,14 @@ pub fn bench_ops(preset: &str, device: Device, reps: usize) -> Result<Vec<OpRow>
     }
     row(
         "hoisted_rotate_8",
-        time_ms(reps, || eval.rotate_hoisted_new(&ca, &rots)),
+        time_on_ms(be, reps, || eval.rotate_hoisted_new(&ca, &rots)),
         Some(bits),
     );
-    let be = &ctx.backend;
+    let (sync, be) = (be, &ctx.backend);
     let one = be.slice_limbs(&ca.parts[0], 0, 1);
     row(
         "ntt_limb",
-        time_ms(reps * 4, || {
+        time_on_ms(sync, reps * 4, || {
             let mut x = one.clone();
             be.ntt(&mut x, &[0]);
             x
@@ -130,7 +152,7 @@ pub fn bench_ops(preset: &str, device: Device, reps: usize) -> Result<Vec<OpRow>
     let q = params.q_indices(top);
     row(
         "ntt_all",
-        time_ms(reps, || {
+        time_on_ms(sync, reps, || {
             let mut x = ca.parts[0].clone();
             be.ntt(&mut x, &q);
             x
@@ -216,6 +238,7 @@ pub fn bench_bootstrap(
     for _ in 0..reps.max(1) {
         let t = Instant::now();
         out = Some(boot.bootstrap(&eval, &ct)?);
+        ctx.backend.synchronize();
         times.push(t.elapsed().as_secs_f64() * 1e3);
     }
     times.sort_by(|a, b| a.partial_cmp(b).unwrap());

@@ -6,3 +6,4 @@ pub mod backend;
 pub mod bench;
 pub mod ckks;
 pub mod math;
+pub mod selftest;

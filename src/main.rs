@@ -31,6 +31,21 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// Checks a backend bit for bit against the CPU reference: every ring kernel at several ring
+    /// sizes, then encrypt -> mul+relin -> rescale -> rotate -> decrypt. Exits non-zero on any
+    /// mismatch.
+    Selftest {
+        /// cpu, cuda, wgpu or auto (default: UMBRA_BACKEND, else auto). A named wgpu backend may be a
+        /// software adapter.
+        #[arg(long)]
+        backend: Option<String>,
+        /// Seed of the random inputs.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// One JSON object.
+        #[arg(long)]
+        json: bool,
+    },
     /// Benchmarks.
     Bench {
         #[command(subcommand)]
@@ -107,6 +122,11 @@ fn set_threads(t: Option<usize>) -> Result<(), String> {
 fn run() -> Result<(), String> {
     let cli = Cli::parse();
     match cli.cmd {
+        Cmd::Selftest {
+            backend,
+            seed,
+            json,
+        } => selftest(backend.as_deref(), seed, json)?,
         Cmd::Params { json } => {
             if !json {
                 emit(format!(
@@ -244,6 +264,40 @@ fn bench_bootstrap(
         emit(format!("peak resident        {:>10.2} GB", b as f64 / 1e9))?;
     }
     emit(format!("operations           {:?}", r.ops))
+}
+
+fn selftest(backend: Option<&str>, seed: u64, json: bool) -> Result<(), String> {
+    let device = Device::choose(backend).map_err(|e| e.to_string())?;
+    let r = umbra::selftest::run(device, &umbra::selftest::DEFAULT_SIZES, seed)
+        .map_err(|e| e.to_string())?;
+    if json {
+        emit(serde_json::to_string(&r).map_err(|e| e.to_string())?)?;
+    } else {
+        emit(format!(
+            "# selftest: {} ({}) against the CPU reference, seed {}",
+            r.backend, r.device, r.seed
+        ))?;
+        emit(format!(
+            "{:<28} {:>5} {:>6}  result",
+            "check", "logN", "limbs"
+        ))?;
+        for c in &r.checks {
+            let res = if c.passed {
+                "ok".to_string()
+            } else {
+                format!("MISMATCH {}", c.detail)
+            };
+            emit(format!(
+                "{:<28} {:>5} {:>6}  {}",
+                c.name, c.log_n, c.limbs, res
+            ))?;
+        }
+        emit(format!("{} passed, {} failed", r.passed, r.failed))?;
+    }
+    if r.failed > 0 {
+        std::process::exit(1);
+    }
+    Ok(())
 }
 
 fn main() -> ExitCode {

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use rayon::prelude::*;
 
 use super::{Buffer, Device, RingBackend, RingContext};
-use crate::math::rns::{BaseConverter, ShoupReducer};
+use crate::math::rns::{half_product, BaseConverter, ShoupReducer};
 use crate::math::Modulus;
 
 #[derive(Debug)]
@@ -22,12 +22,16 @@ pub struct CpuBackend {
 fn data(b: &Buffer) -> &[u32] {
     match b {
         Buffer::Cpu(v) => v,
+        #[cfg(any(feature = "cuda", feature = "wgpu"))]
+        Buffer::Gpu(_) => panic!("a GPU buffer was passed to the CPU backend"),
     }
 }
 
 fn data_mut(b: &mut Buffer) -> &mut [u32] {
     match b {
         Buffer::Cpu(v) => v,
+        #[cfg(any(feature = "cuda", feature = "wgpu"))]
+        Buffer::Gpu(_) => panic!("a GPU buffer was passed to the CPU backend"),
     }
 }
 
@@ -456,16 +460,4 @@ impl RingBackend for CpuBackend {
             });
         (Buffer::Cpu(acc0), Buffer::Cpu(acc1))
     }
-}
-
-/// floor(D/2) mod each target modulus, D = product of `drop`.
-fn half_product(drop: &[Modulus], targets: &[Modulus]) -> Vec<u32> {
-    // D is odd (product of odd primes): floor(D/2) = (D - 1) / 2 = (D - 1) * 2^-1.
-    targets
-        .iter()
-        .map(|t| {
-            let d = drop.iter().fold(1u32, |acc, dm| t.mul(acc, dm.q % t.q));
-            t.mul(t.sub(d, 1), t.inv(2).unwrap())
-        })
-        .collect()
 }

@@ -6,6 +6,12 @@
 //! where the backend keeps it; `upload`/`download` are the only host copies.
 
 pub mod cpu;
+#[cfg(feature = "cuda")]
+pub mod cuda;
+#[cfg(any(feature = "cuda", feature = "wgpu"))]
+pub mod gpu;
+#[cfg(feature = "wgpu")]
+pub mod wgpu;
 
 use std::fmt;
 use std::sync::Arc;
@@ -16,8 +22,12 @@ use crate::math::Modulus;
 /// Errors from opening or using a backend.
 #[derive(Debug, thiserror::Error)]
 pub enum BackendError {
-    #[error("backend `{0}` is not available in this build yet (its kernels land in a later issue); use --backend cpu")]
+    #[error("backend `{0}` is not compiled into this build (enable the cargo feature `{0}`); use --backend cpu")]
     NotAvailable(&'static str),
+    #[error("backend `{device}` cannot open: {reason}")]
+    Unavailable { device: Device, reason: String },
+    #[error("GPU error: {0}")]
+    Device(String),
     #[error("unknown backend `{0}` (expected cpu, cuda, wgpu or auto)")]
     Unknown(String),
 }
@@ -71,17 +81,56 @@ impl Device {
         }
     }
 
-    /// Probes devices in order of preference. The GPU twins are not in this build yet, so the probe
-    /// ends at the CPU; their issues extend it (CUDA: `is_culib_present()` before any cudarc call).
+    /// Probes devices in order of preference, once per process: CUDA if a device opens, else a
+    /// hardware wgpu adapter (software adapters only when asked for by name), else the CPU.
     fn probe() -> Device {
-        Device::Cpu
+        static PROBED: std::sync::OnceLock<Device> = std::sync::OnceLock::new();
+        *PROBED.get_or_init(|| {
+            #[cfg(feature = "cuda")]
+            if cuda::CudaRuntime::probe().is_ok() {
+                return Device::Cuda;
+            }
+            #[cfg(feature = "wgpu")]
+            if wgpu::WgpuRuntime::probe(false).is_ok() {
+                return Device::Wgpu;
+            }
+            Device::Cpu
+        })
     }
 
-    /// Opens the device for a ring (uploading its tables).
+    /// Whether the device can open here, and why not (a line for skipped tests and `selftest`).
+    pub fn available(self) -> Result<(), BackendError> {
+        match self {
+            Device::Cpu => Ok(()),
+            #[cfg(feature = "cuda")]
+            Device::Cuda => cuda::CudaRuntime::probe().map(|_| ()),
+            #[cfg(feature = "wgpu")]
+            Device::Wgpu => wgpu::WgpuRuntime::probe(true).map(|_| ()),
+            #[allow(unreachable_patterns)]
+            Device::Cuda => Err(BackendError::NotAvailable("cuda")),
+            #[allow(unreachable_patterns)]
+            Device::Wgpu => Err(BackendError::NotAvailable("wgpu")),
+        }
+    }
+
+    /// Opens the device for a ring (uploading its tables). A named wgpu device may be a software
+    /// adapter (lavapipe); `auto` only picks hardware ones.
     pub fn open(self, ring: Arc<RingContext>) -> Result<Backend, BackendError> {
         match self {
             Device::Cpu => Ok(Arc::new(cpu::CpuBackend::new(ring))),
+            #[cfg(feature = "cuda")]
+            Device::Cuda => Ok(Arc::new(gpu::GpuBackend::new(
+                ring,
+                Box::new(cuda::CudaRuntime::open()?),
+            )?)),
+            #[cfg(feature = "wgpu")]
+            Device::Wgpu => Ok(Arc::new(gpu::GpuBackend::new(
+                ring,
+                Box::new(wgpu::WgpuRuntime::open(true)?),
+            )?)),
+            #[allow(unreachable_patterns)]
             Device::Cuda => Err(BackendError::NotAvailable("cuda")),
+            #[allow(unreachable_patterns)]
             Device::Wgpu => Err(BackendError::NotAvailable("wgpu")),
         }
     }
@@ -114,9 +163,11 @@ impl RingContext {
 }
 
 /// Device memory holding `limbs x N` residues.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug)]
 pub enum Buffer {
     Cpu(Vec<u32>),
+    #[cfg(any(feature = "cuda", feature = "wgpu"))]
+    Gpu(gpu::GpuBuffer),
 }
 
 impl Buffer {
@@ -124,6 +175,8 @@ impl Buffer {
     pub fn len(&self) -> usize {
         match self {
             Buffer::Cpu(v) => v.len(),
+            #[cfg(any(feature = "cuda", feature = "wgpu"))]
+            Buffer::Gpu(g) => g.len(),
         }
     }
     pub fn is_empty(&self) -> bool {
@@ -140,6 +193,17 @@ pub type Backend = Arc<dyn RingBackend>;
 pub trait RingBackend: Send + Sync + fmt::Debug {
     fn device(&self) -> Device;
     fn ring(&self) -> &Arc<RingContext>;
+    /// The first device error since the backend opened (GPU errors are sticky); always Ok on the
+    /// CPU. Checked where results leave the device (decryption, serialization, `selftest`).
+    fn status(&self) -> Result<(), BackendError> {
+        Ok(())
+    }
+    /// Waits until queued work is done (GPU launches are asynchronous); for timing.
+    fn synchronize(&self) {}
+    /// The device's name (GPU model or adapter).
+    fn name(&self) -> String {
+        self.device().to_string()
+    }
 
     fn upload(&self, host: &[u32]) -> Buffer;
     fn download(&self, buf: &Buffer) -> Vec<u32>;

@@ -34,6 +34,15 @@ impl Encryptor {
         }
     }
 
+    /// A reproducible secret-key encryptor (tests and the backend self-test only).
+    pub fn secret_from_seed(ctx: &Arc<Context>, seed: [u8; 32]) -> Self {
+        Encryptor {
+            ctx: ctx.clone(),
+            pk: None,
+            prng: Prng::from_seed(seed),
+        }
+    }
+
     /// Public-key encryption: (b u + e0 + m, a u + e1) with u ternary.
     pub fn encrypt(&mut self, pt: &Plaintext) -> Result<Ciphertext, CkksError> {
         let pk = self

@@ -22,6 +22,8 @@ impl Drop for SecretKey {
     fn drop(&mut self) {
         match &mut self.ntt {
             Buffer::Cpu(v) => v.zeroize(),
+            #[cfg(any(feature = "cuda", feature = "wgpu"))]
+            Buffer::Gpu(g) => g.zeroize(),
         }
     }
 }

@@ -33,6 +33,11 @@ impl Modulus {
         Modulus { q, bits, mu, mu64 }
     }
 
+    /// The Barrett constant and bit length (mu, k) of `reduce_product`, for the GPU twins.
+    pub fn barrett(&self) -> (u32, u32) {
+        (self.mu, self.bits)
+    }
+
     /// a + b mod q for a, b < q.
     #[inline(always)]
     pub fn add(&self, a: u32, b: u32) -> u32 {

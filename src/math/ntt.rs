@@ -70,6 +70,16 @@ impl NttTable {
         self.log_n
     }
 
+    /// (forward, forward Shoup, inverse, inverse Shoup) twiddles, for the GPU twins.
+    pub fn twiddles(&self) -> (&[u32], &[u32], &[u32], &[u32]) {
+        (&self.fwd, &self.fwd_shoup, &self.inv, &self.inv_shoup)
+    }
+
+    /// N^-1 mod q and its Shoup companion.
+    pub fn n_inv(&self) -> (u32, u32) {
+        (self.n_inv, self.n_inv_shoup)
+    }
+
     /// In-place forward NTT of one limb (input < q, output < q).
     pub fn forward(&self, a: &mut [u32]) {
         assert_eq!(a.len(), self.n);

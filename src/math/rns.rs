@@ -2,11 +2,12 @@
 //!
 //! `BaseConverter` lifts x in [0, B) given by its residues mod B = b_0 ... b_{m-1} to residues mod
 //! other primes p: x = sum_j y_j (B/b_j) - v B with y_j = [x_j (B/b_j)^-1]_{b_j} and
-//! v = floor(sum_j y_j / b_j), computed in f64 (Halevi-Polyakov-Shoup). The result is exact except
-//! when x lies within about 2^-45 B of 0 or B, where it may be off by one multiple of B. For rescale
-//! the input is uniform and that is rare (and would change a rounding by 1); for ModUp, small negative
-//! digits (B - |x|) often lift to -|x| instead, which key switching tolerates (a digit's
-//! representative only needs |d| <= B) and which is even slightly less noisy.
+//! v = floor(sum_j y_j / b_j) (Halevi-Polyakov-Shoup). v comes from an exact 96-bit fixed-point sum
+//! of y_j floor(2^64 / b_j), not from f64, so that the GPU twins (WGSL has no f64) get the same v bit
+//! for bit. The fixed-point sum underestimates by less than m 2^-34, so the result is exact except
+//! when x < m 2^-34 B, where it comes out as x + B. For rescale the input is uniform and that is rare
+//! (and would change a rounding by 1); for ModUp, key switching tolerates it (a digit's
+//! representative only needs |d| <= 2B).
 
 use rayon::prelude::*;
 
@@ -22,7 +23,8 @@ pub struct BaseConverter {
     punct_mod: Vec<Vec<(u32, u32)>>,
     /// [-B]_p and Shoup.
     neg_b_mod: Vec<(u32, u32)>,
-    inv_from_f64: Vec<f64>,
+    /// floor(2^64 / b_j), the fixed-point 1/b_j.
+    frac: Vec<u64>,
 }
 
 impl BaseConverter {
@@ -66,15 +68,33 @@ impl BaseConverter {
                 (nb, p.shoup(nb))
             })
             .collect();
-        let inv_from_f64 = from.iter().map(|b| 1.0 / b.q as f64).collect();
+        let frac = from
+            .iter()
+            .map(|b| ((1u128 << 64) / b.q as u128) as u64)
+            .collect();
         BaseConverter {
             from: from.to_vec(),
             to: to.to_vec(),
             inv_punct,
             punct_mod,
             neg_b_mod,
-            inv_from_f64,
+            frac,
         }
+    }
+
+    /// The converter's constants as one flat table for the GPU twins (layout in
+    /// shaders/base_conversion.wgsl): per source prime (inverse, Shoup, frac lo, frac hi), then
+    /// [B/b_j]_{p_i} row by row, then [-B]_{p_i}.
+    pub fn flat_table(&self) -> Vec<u32> {
+        let mut t = Vec::with_capacity(4 * self.from.len() + (self.from.len() + 1) * self.to.len());
+        for (&(w, ws), &f) in self.inv_punct.iter().zip(&self.frac) {
+            t.extend_from_slice(&[w, ws, f as u32, (f >> 32) as u32]);
+        }
+        for row in &self.punct_mod {
+            t.extend(row.iter().map(|c| c.0));
+        }
+        t.extend(self.neg_b_mod.iter().map(|c| c.0));
+        t
     }
 
     /// Converts `input[j]` (coefficient-domain residues mod from[j]) into `output[i]` (residues mod to[i]).
@@ -108,20 +128,34 @@ impl BaseConverter {
                 let start = b * CONVERT_BLOCK;
                 let len = CONVERT_BLOCK.min(n - start);
                 let mut y = vec![0u32; m * len];
-                let mut v = [0f64; CONVERT_BLOCK];
+                let mut lo = [0u64; CONVERT_BLOCK];
+                let mut hi = [0u64; CONVERT_BLOCK];
                 for j in 0..m {
                     let (w, ws) = self.inv_punct[j];
                     let yj = &mut y[j * len..(j + 1) * len];
                     mul_shoup_vec(&input[j][start..start + len], yj, w, ws, self.from[j].q);
-                    accumulate_ratio(yj, &mut v[..len], self.inv_from_f64[j]);
+                    accumulate_ratio(yj, &mut lo[..len], &mut hi[..len], self.frac[j]);
                 }
-                let vq: Vec<u32> = v[..len].iter().map(|&f| f.floor() as u32).collect();
+                let vq: Vec<u32> = hi[..len].iter().map(|&h| (h >> 32) as u32).collect();
                 let ys: Vec<&[u32]> = y.chunks(len).collect();
                 for (i, out) in outs.iter_mut().enumerate() {
                     dot_lazy(out, &ys, &consts[i], &vq, self.neg_b_mod[i].0, &reducers[i]);
                 }
             });
     }
+}
+
+/// floor(D/2) mod each target modulus, D = product of `drop` (the rounding offset of an exact
+/// division by D).
+pub fn half_product(drop: &[Modulus], targets: &[Modulus]) -> Vec<u32> {
+    // D is odd (product of odd primes): floor(D/2) = (D - 1) / 2 = (D - 1) * 2^-1.
+    targets
+        .iter()
+        .map(|t| {
+            let d = drop.iter().fold(1u32, |acc, dm| t.mul(acc, dm.q % t.q));
+            t.mul(t.sub(d, 1), t.inv(2).unwrap())
+        })
+        .collect()
 }
 
 /// Coefficients per fused base-conversion block.
@@ -213,9 +247,14 @@ crate::multiversion! {
 }
 
 crate::multiversion! {
-    fn accumulate_ratio(y: &[u32], v: &mut [f64], inv: f64) {
-        for (acc, &x) in v.iter_mut().zip(y) {
-            *acc += x as f64 * inv;
+    /// (hi 2^32 + lo) += y * frac exactly, with lo kept below 2^32 (carried into hi each step): the
+    /// 96-bit fixed-point sum whose top word is v. u32 x u32 -> u64 products only, so it vectorizes.
+    fn accumulate_ratio(y: &[u32], lo: &mut [u64], hi: &mut [u64], frac: u64) {
+        let (f_lo, f_hi) = (frac as u32 as u64, frac >> 32);
+        for ((l, h), &x) in lo.iter_mut().zip(hi.iter_mut()).zip(y) {
+            let s = *l + x as u64 * f_lo;
+            *h += (s >> 32) + x as u64 * f_hi;
+            *l = s & 0xffff_ffff;
         }
     }
 }
