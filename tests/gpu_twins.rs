@@ -49,3 +49,40 @@ fn missing_backends_give_errors_not_panics() {
     assert!(Device::Cpu.available().is_ok());
     assert!("tpu".parse::<Device>().is_err());
 }
+
+#[test]
+fn selftest_without_an_adapter_is_an_error_not_a_panic() {
+    // No Vulkan driver at all: the loader finds no ICD, wgpu finds no adapter.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_umbra"))
+        .args(["selftest", "--backend", "wgpu"])
+        .env("VK_ICD_FILENAMES", "/nonexistent/icd.json")
+        .env("VK_DRIVER_FILES", "/nonexistent/icd.json")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("backend `wgpu` cannot open"), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+}
+
+#[test]
+fn selftest_on_the_cpu_passes_and_reports_json() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_umbra"))
+        .args(["selftest", "--backend", "cpu", "--json"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["backend"], "cpu");
+    assert_eq!(v["failed"], 0);
+    assert!(v["passed"].as_u64().unwrap() > 100);
+    assert!(v["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|c| c["passed"] == true));
+}

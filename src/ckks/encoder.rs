@@ -134,6 +134,7 @@ impl Encoder {
         let mut buf = be.slice_limbs(&pt.poly, 0, limbs);
         be.intt(&mut buf, &(0..limbs).collect::<Vec<_>>());
         let host = be.download(&buf);
+        be.status()?;
         Ok(self.decode_coeffs(&host, limbs, pt.scale, pt.slots))
     }
 

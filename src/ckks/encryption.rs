@@ -130,6 +130,8 @@ impl Decryptor {
         }
         be.intt(&mut m, &idx);
         let host = be.download(&m);
+        // A GPU error anywhere since the backend opened makes these values meaningless.
+        be.status()?;
         Ok(self.encoder.decode_coeffs(&host, limbs, ct.scale, ct.slots))
     }
 

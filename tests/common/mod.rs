@@ -22,12 +22,22 @@ pub struct Keys {
     pub evk: Arc<EvaluationKeys>,
 }
 
-/// The backend the tests run on: `UMBRA_TEST_BACKEND` (default cpu).
+/// The backend the CKKS tests run on: `UMBRA_TEST_BACKEND` if set, else CUDA when a device opens
+/// here, else the CPU (with the reason CUDA was skipped printed once).
 pub fn device() -> Device {
-    std::env::var("UMBRA_TEST_BACKEND")
-        .ok()
-        .map(|s| s.parse().expect("UMBRA_TEST_BACKEND"))
-        .unwrap_or(Device::Cpu)
+    static CHOSEN: OnceLock<Device> = OnceLock::new();
+    *CHOSEN.get_or_init(|| {
+        if let Ok(s) = std::env::var("UMBRA_TEST_BACKEND") {
+            return s.parse().expect("UMBRA_TEST_BACKEND");
+        }
+        match Device::Cuda.available() {
+            Ok(()) => Device::Cuda,
+            Err(e) => {
+                eprintln!("CKKS tests run on the CPU; the CUDA run is skipped: {e}");
+                Device::Cpu
+            }
+        }
+    })
 }
 
 pub fn keys(preset: &str) -> Arc<Keys> {
