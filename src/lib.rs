@@ -6,4 +6,5 @@ pub mod backend;
 pub mod bench;
 pub mod ckks;
 pub mod math;
+pub mod nn;
 pub mod selftest;

@@ -42,7 +42,7 @@ fn cuda_and_wgsl_define_the_same_entry_points() {
 #[cfg(feature = "cuda")]
 #[test]
 fn every_cuda_module_compiles_with_nvrtc() {
-    use umbra::backend::cuda::{compile_module, nvrtc_present};
+    use umbra::backend::cuda::{compile_module, compile_module_cubin, nvrtc_present};
     if !nvrtc_present() {
         assert!(
             std::env::var("UMBRA_REQUIRE_NVRTC").is_err(),
@@ -64,4 +64,13 @@ fn every_cuda_module_compiles_with_nvrtc() {
             }
         }
     }
+    // What a GPU actually loads: a cubin for its real architecture (A100, H100).
+    for arch in ["sm_80", "sm_90"] {
+        for m in MODULES {
+            let bin = compile_module_cubin(m, arch).unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(&bin[..4], b"\x7fELF", "{m} for {arch} is not an ELF cubin");
+        }
+    }
+    // A kernel error is reported with NVRTC's log, not a panic.
+    assert!(compile_module_cubin("ntt", "sm_1").is_err());
 }

@@ -49,17 +49,73 @@ pub fn compile_module(module: &str, arch: &str) -> Result<Ptx, String> {
     cudarc::nvrtc::compile_ptx_with_opts(src, opts).map_err(|e| format!("{module}.cu: {e:?}"))
 }
 
-/// PTX by (module, architecture), compiled once per process.
-fn cached_ptx(module: &'static str, arch: &str) -> Result<Ptx, String> {
-    static CACHE: OnceLock<Mutex<HashMap<(String, String), String>>> = OnceLock::new();
-    let cache = CACHE.get_or_init(|| Mutex::new(HashMap::new()));
-    let key = (module.to_string(), arch.to_string());
-    if let Some(src) = cache.lock().unwrap().get(&key) {
-        return Ok(Ptx::from_src(src.clone()));
+/// Compiles one module to a cubin for a real architecture (`sm_90`, ...). A driver loads a cubin
+/// from a newer 12.x NVRTC, where it would reject that NVRTC's PTX version.
+pub fn compile_module_cubin(module: &str, arch: &str) -> Result<Vec<u8>, String> {
+    use cudarc::nvrtc::{result, sys};
+    use std::ffi::CString;
+    if !nvrtc_present() {
+        return Err("libnvrtc not found".into());
     }
-    let ptx = compile_module(module, arch)?;
-    cache.lock().unwrap().insert(key, ptx.to_src());
-    Ok(ptx)
+    let (src, _) = module_sources(module).ok_or_else(|| format!("no kernel module `{module}`"))?;
+    let src = CString::new(src).map_err(|e| e.to_string())?;
+    let name = CString::new(format!("{module}.cu")).expect("no NUL");
+    let prog = result::create_program(&src, Some(&name)).map_err(|e| format!("{e:?}"))?;
+    let opts = [
+        format!("--gpu-architecture={arch}"),
+        "--std=c++14".to_string(),
+    ];
+    // SAFETY: prog is a live program; every call below checks its status; destroyed once.
+    unsafe {
+        let out = match result::compile_program(prog, &opts) {
+            Err(e) => {
+                let log = result::get_program_log(prog)
+                    .map(|l| {
+                        let bytes: Vec<u8> = l.iter().map(|&c| c as u8).collect();
+                        String::from_utf8_lossy(&bytes)
+                            .trim_end_matches('\0')
+                            .to_string()
+                    })
+                    .unwrap_or_default();
+                Err(format!("{module}.cu for {arch}: {e:?}: {log}"))
+            }
+            Ok(()) => {
+                let mut size = 0usize;
+                sys::nvrtcGetCUBINSize(prog, &mut size)
+                    .result()
+                    .map_err(|e| format!("{e:?}"))
+                    .and_then(|()| {
+                        let mut buf = vec![0u8; size];
+                        sys::nvrtcGetCUBIN(prog, buf.as_mut_ptr() as *mut std::ffi::c_char)
+                            .result()
+                            .map(|()| buf)
+                            .map_err(|e| format!("{e:?}"))
+                    })
+            }
+        };
+        let _ = result::destroy_program(prog);
+        out
+    }
+}
+
+/// The device code of a module for a GPU of compute capability (major, minor), compiled once per
+/// process: a cubin for sm_XY, or PTX for compute_XY when this NVRTC does not know the GPU.
+fn cached_module(module: &'static str, cc: (i32, i32)) -> Result<Ptx, String> {
+    static CACHE: OnceLock<Mutex<HashMap<(String, (i32, i32)), Vec<u8>>>> = OnceLock::new();
+    let cache = CACHE.get_or_init(|| Mutex::new(HashMap::new()));
+    let key = (module.to_string(), cc);
+    if let Some(bin) = cache.lock().unwrap().get(&key) {
+        return Ok(Ptx::from_binary(bin.clone()));
+    }
+    let (major, minor) = cc;
+    match compile_module_cubin(module, &format!("sm_{major}{minor}")) {
+        Ok(bin) => {
+            cache.lock().unwrap().insert(key, bin.clone());
+            Ok(Ptx::from_binary(bin))
+        }
+        Err(cubin_err) => compile_module(module, &format!("compute_{major}{minor}"))
+            .map_err(|e| format!("{cubin_err}; PTX: {e}")),
+    }
 }
 
 pub struct CudaRuntime {
@@ -77,7 +133,13 @@ impl std::fmt::Debug for CudaRuntime {
 }
 
 impl CudaRuntime {
-    /// Whether a CUDA device opens here: the libraries load and at least one device exists.
+    /// Whether a CUDA device opens here: the libraries load, a device exists and the kernels load
+    /// on it (compiled once per process, so later opens are cheap).
+    pub fn available() -> Result<(), BackendError> {
+        Self::open().map(|_| ())
+    }
+
+    /// Whether the libraries load and at least one device exists.
     pub fn probe() -> Result<(), BackendError> {
         // SAFETY: only tries to dlopen libcuda under its known names.
         if !unsafe { cudarc::driver::sys::is_culib_present() } {
@@ -102,14 +164,16 @@ impl CudaRuntime {
         // One stream: ordering is the stream's, no per-buffer events needed.
         // SAFETY: no other stream touches these buffers.
         unsafe { ctx.disable_event_tracking() };
-        let stream = ctx.default_stream();
+        // A stream of our own, not the legacy NULL stream (which syncs with every other stream).
+        let stream = ctx
+            .new_stream()
+            .map_err(|e| unavailable(format!("stream: {e}")))?;
         let (major, minor) = ctx
             .compute_capability()
             .map_err(|e| unavailable(format!("{e}")))?;
-        let arch = format!("compute_{major}{minor}");
         let mut kernels = HashMap::new();
         for module in MODULES {
-            let ptx = cached_ptx(module, &arch).map_err(unavailable)?;
+            let ptx = cached_module(module, (major, minor)).map_err(unavailable)?;
             let m = ctx
                 .load_module(ptx)
                 .map_err(|e| unavailable(format!("loading {module}: {e}")))?;
@@ -166,6 +230,9 @@ impl Runtime for CudaRuntime {
     }
 
     fn write(&self, dst: &Mem, host: &[u32]) {
+        // Raw driver calls need the context current on this thread (tests share a backend
+        // across threads).
+        self.record(self.ctx.bind_to_thread());
         let p = self.ptr(dst);
         // SAFETY: dst holds at least host.len() words; the copy is ordered on the stream, and the
         // stream is synchronized before the host slice can go away.
@@ -176,6 +243,9 @@ impl Runtime for CudaRuntime {
     }
 
     fn read(&self, src: &Mem, words: usize) -> Vec<u32> {
+        // Raw driver calls need the context current on this thread (tests share a backend
+        // across threads).
+        self.record(self.ctx.bind_to_thread());
         let mut out = vec![0u32; words];
         let p = self.ptr(src);
         // SAFETY: src holds at least `words` words; synchronized before `out` is read.
@@ -188,6 +258,9 @@ impl Runtime for CudaRuntime {
     }
 
     fn copy(&self, src: &Mem, src_off: usize, dst: &Mem, dst_off: usize, words: usize) {
+        // Raw driver calls need the context current on this thread (tests share a backend
+        // across threads).
+        self.record(self.ctx.bind_to_thread());
         let (s, d) = (
             self.ptr(src) + 4 * src_off as u64,
             self.ptr(dst) + 4 * dst_off as u64,
@@ -200,10 +273,13 @@ impl Runtime for CudaRuntime {
     }
 
     fn zero(&self, dst: &Mem, words: usize) {
+        // Raw driver calls need the context current on this thread (tests share a backend
+        // across threads).
+        self.record(self.ctx.bind_to_thread());
         let p = self.ptr(dst);
         // SAFETY: dst holds at least `words` words.
         let r = unsafe {
-            cudarc::driver::result::memset_d8_async(p, 0, 4 * words, self.stream.cu_stream())
+            cudarc::driver::sys::cuMemsetD32Async(p, 0, words, self.stream.cu_stream()).result()
         };
         self.record(r);
     }

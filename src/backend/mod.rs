@@ -87,7 +87,7 @@ impl Device {
         static PROBED: std::sync::OnceLock<Device> = std::sync::OnceLock::new();
         *PROBED.get_or_init(|| {
             #[cfg(feature = "cuda")]
-            if cuda::CudaRuntime::probe().is_ok() {
+            if cuda::CudaRuntime::available().is_ok() {
                 return Device::Cuda;
             }
             #[cfg(feature = "wgpu")]
@@ -103,7 +103,7 @@ impl Device {
         match self {
             Device::Cpu => Ok(()),
             #[cfg(feature = "cuda")]
-            Device::Cuda => cuda::CudaRuntime::probe().map(|_| ()),
+            Device::Cuda => cuda::CudaRuntime::available(),
             #[cfg(feature = "wgpu")]
             Device::Wgpu => wgpu::WgpuRuntime::probe(true).map(|_| ()),
             #[allow(unreachable_patterns)]

@@ -50,6 +50,8 @@ pub trait Circuit {
     fn encode(&self, values: &[C64], level: usize, scale: f64) -> Result<Self::Pt, CkksError>;
     /// a * pt (same level and slots); the scale becomes a.scale * pt.scale.
     fn mul_plain(&self, a: &Self::Ct, pt: &Self::Pt) -> Result<Self::Ct, CkksError>;
+    /// a + pt (same level, slots and scale).
+    fn add_plain(&self, a: &Self::Ct, pt: &Self::Pt) -> Result<Self::Ct, CkksError>;
     /// Bootstrapping's ModRaise from level 0 to `level` (see `Evaluator::mod_raise_new`).
     fn mod_raise(&self, a: &Self::Ct, level: usize) -> Result<Self::Ct, CkksError>;
 }
@@ -123,6 +125,9 @@ impl Circuit for Evaluator {
     }
     fn mul_plain(&self, a: &Ciphertext, pt: &Plaintext) -> Result<Ciphertext, CkksError> {
         self.mul_plain_new(a, pt)
+    }
+    fn add_plain(&self, a: &Ciphertext, pt: &Plaintext) -> Result<Ciphertext, CkksError> {
+        self.add_plain_new(a, pt)
     }
     fn mod_raise(&self, a: &Ciphertext, level: usize) -> Result<Ciphertext, CkksError> {
         self.mod_raise_new(a, level)

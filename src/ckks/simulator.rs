@@ -257,6 +257,14 @@ impl Circuit for Simulator {
         self.count("mul_plain", a.level, 1);
         Ok(SimCiphertext { scale, ..*a })
     }
+    fn add_plain(&self, a: &SimCiphertext, pt: &SimCiphertext) -> Result<SimCiphertext, CkksError> {
+        self.check_pair(a, pt)?;
+        if !same_scale(a.scale, pt.scale) {
+            return Err(CkksError::ScaleMismatch(a.scale.log2(), pt.scale.log2()));
+        }
+        self.count("add_plain", a.level, 1);
+        Ok(*a)
+    }
     fn mod_raise(&self, a: &SimCiphertext, level: usize) -> Result<SimCiphertext, CkksError> {
         self.check(a)?;
         if level > self.params.max_level() {

@@ -1,0 +1,8 @@
+//! NEXUS-style encrypted layers (DESIGN: src/nn), each written once against `ckks::Circuit` so that
+//! the simulator plans and counts what the evaluator runs, each with an f64 twin.
+
+pub mod matmul;
+pub mod packing;
+
+pub use matmul::Linear;
+pub use packing::Layout;

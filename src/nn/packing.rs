@@ -1,0 +1,233 @@
+//! How a (tokens x features) activation matrix lives in CKKS slots.
+//!
+//! **Feature-major layout.** A ciphertext has `slots = T * F` slots (T tokens, a power of two; F
+//! features per ciphertext, a power of two). Feature j of ciphertext c (the matrix's column
+//! c F + j) holds its T token values contiguously:
+//!
+//! ```text
+//! slot j*T + t  =  X[t][c*F + j]          (t < T, j < F)
+//! ```
+//!
+//! A matrix of D features spans ceil(D / F) ciphertexts; the columns past D are zero. Why this
+//! layout:
+//! - per-token operations act on every slot alike (GELU, the exp of softmax, scaling by gamma);
+//! - per-token reductions over features (LayerNorm's mean and variance, softmax's row sum) are sums
+//!   across the F blocks of T slots: add the ciphertexts, then log2(F) rotations by T, 2T, ...,
+//!   F T / 2, after which every block holds the total (`row_sum` below);
+//! - a ct x pt matmul is a linear map on blocks with one scalar per (input feature, output
+//!   feature): its diagonals are rotations by multiples of T, so BSGS needs only O(sqrt F) keys.
+//!
+//! **Batch layout (throughput).** B inputs of T tokens each are stacked along the token axis:
+//! token index b T + t, so the layout is the feature-major layout of a (B T) x D matrix. Linear
+//! layers, GELU and LayerNorm do not see the difference; attention must keep inputs apart (its
+//! token rotations run within blocks of T). `Layout::batched` builds it and `unbatch` splits the
+//! result; converting one latency layout into a batch layout is a pure re-indexing of which tokens
+//! go in, done on the client before encryption.
+//!
+//! Ciphertexts with fewer slots than N/2 use sparse packing, so rotations are cyclic in `slots`.
+
+use crate::ckks::{Circuit, CkksError};
+use crate::math::fft::C64;
+
+/// The feature-major layout of a T x D matrix (see the module docs).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct Layout {
+    /// Rows (tokens, times the batch size for a batch layout): a power of two.
+    pub tokens: usize,
+    /// Columns of the matrix (D).
+    pub features: usize,
+    /// Columns per ciphertext (F): a power of two.
+    pub per_ct: usize,
+    /// Inputs stacked along the token axis (1: latency layout).
+    pub batch: usize,
+}
+
+impl Layout {
+    /// The layout of a `tokens x features` matrix in ciphertexts of at most `max_slots` slots.
+    /// F is the largest power of two with T F <= max_slots (every layout of a model at the same T
+    /// then shares F, so matmuls need no re-packing); narrower matrices leave F - D columns zero.
+    pub fn new(tokens: usize, features: usize, max_slots: usize) -> Result<Self, CkksError> {
+        if !tokens.is_power_of_two() || tokens > max_slots {
+            return Err(CkksError::Invalid(format!(
+                "tokens must be a power of two at most {max_slots}, got {tokens} (pad the sequence)"
+            )));
+        }
+        if features == 0 {
+            return Err(CkksError::Invalid("a matrix with no features".into()));
+        }
+        Ok(Layout {
+            tokens,
+            features,
+            per_ct: max_slots / tokens,
+            batch: 1,
+        })
+    }
+
+    /// B inputs of `tokens` tokens each, stacked along the token axis.
+    pub fn batched(
+        batch: usize,
+        tokens: usize,
+        features: usize,
+        max_slots: usize,
+    ) -> Result<Self, CkksError> {
+        if !batch.is_power_of_two() {
+            return Err(CkksError::Invalid(format!(
+                "the batch must be a power of two, got {batch}"
+            )));
+        }
+        let mut l = Layout::new(batch * tokens, features, max_slots)?;
+        l.batch = batch;
+        Ok(l)
+    }
+
+    /// Tokens of one input.
+    pub fn tokens_per_input(&self) -> usize {
+        self.tokens / self.batch
+    }
+
+    /// The same token axis with another number of features.
+    pub fn with_features(&self, features: usize) -> Self {
+        Layout { features, ..*self }
+    }
+
+    /// Slots per ciphertext (T F).
+    pub fn slots(&self) -> usize {
+        self.tokens * self.per_ct
+    }
+
+    /// Ciphertexts the matrix spans.
+    pub fn cts(&self) -> usize {
+        self.features.div_ceil(self.per_ct)
+    }
+
+    /// Slot vectors of a row-major T x D matrix (the client encodes these).
+    pub fn pack(&self, x: &[Vec<f64>]) -> Result<Vec<Vec<f64>>, CkksError> {
+        if x.len() != self.tokens || x.iter().any(|r| r.len() != self.features) {
+            return Err(CkksError::Invalid(format!(
+                "expected a {} x {} matrix",
+                self.tokens, self.features
+            )));
+        }
+        let (t, f) = (self.tokens, self.per_ct);
+        Ok((0..self.cts())
+            .map(|c| {
+                let mut v = vec![0.0; self.slots()];
+                for j in 0..f.min(self.features - c * f) {
+                    for (tok, row) in x.iter().enumerate() {
+                        v[j * t + tok] = row[c * f + j];
+                    }
+                }
+                v
+            })
+            .collect())
+    }
+
+    /// The row-major T x D matrix of slot vectors (the inverse of `pack`).
+    pub fn unpack(&self, v: &[Vec<f64>]) -> Result<Vec<Vec<f64>>, CkksError> {
+        if v.len() != self.cts() || v.iter().any(|s| s.len() < self.slots()) {
+            return Err(CkksError::Invalid(format!(
+                "expected {} slot vectors of {} slots",
+                self.cts(),
+                self.slots()
+            )));
+        }
+        let (t, f) = (self.tokens, self.per_ct);
+        Ok((0..t)
+            .map(|tok| {
+                (0..self.features)
+                    .map(|col| v[col / f][(col % f) * t + tok])
+                    .collect()
+            })
+            .collect())
+    }
+
+    /// Splits a batch-layout matrix (B T rows) into the B inputs' T x D matrices.
+    pub fn unbatch(&self, x: &[Vec<f64>]) -> Vec<Vec<Vec<f64>>> {
+        x.chunks(self.tokens_per_input())
+            .map(|c| c.to_vec())
+            .collect()
+    }
+
+    /// A plaintext-slot vector holding `per_feature[j]` in every token slot of column j of
+    /// ciphertext c (gamma, beta, biases); columns past D get `pad`.
+    pub fn broadcast_features(&self, c: usize, per_feature: &[f64], pad: f64) -> Vec<C64> {
+        let (t, f) = (self.tokens, self.per_ct);
+        let mut v = vec![C64::default(); self.slots()];
+        for j in 0..f {
+            let col = c * f + j;
+            let x = if col < self.features {
+                per_feature[col]
+            } else {
+                pad
+            };
+            for s in &mut v[j * t..(j + 1) * t] {
+                *s = C64::new(x, 0.0);
+            }
+        }
+        v
+    }
+}
+
+/// Per-token sums over all features: the ciphertexts are added, then summed across their F
+/// blocks by log2(F) rotations, so every block holds the row sums (one ciphertext out). Needs the
+/// rotation keys `row_sum_rotations`.
+pub fn row_sum<C: Circuit>(c: &C, layout: &Layout, x: &[C::Ct]) -> Result<C::Ct, CkksError> {
+    let mut acc = x
+        .first()
+        .cloned()
+        .ok_or_else(|| CkksError::Invalid("no ciphertexts".into()))?;
+    for ct in &x[1..] {
+        acc = c.add(&acc, ct)?;
+    }
+    let mut step = layout.tokens;
+    while step < layout.slots() {
+        let r = c.rotate(&acc, step as i64)?;
+        acc = c.add(&acc, &r)?;
+        step *= 2;
+    }
+    Ok(acc)
+}
+
+/// The rotations `row_sum` uses.
+pub fn row_sum_rotations(layout: &Layout) -> Vec<i64> {
+    let mut r = Vec::new();
+    let mut step = layout.tokens;
+    while step < layout.slots() {
+        r.push(step as i64);
+        step *= 2;
+    }
+    r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pack_unpack_round_trip_and_positions() {
+        let l = Layout::new(4, 5, 8).unwrap();
+        assert_eq!((l.per_ct, l.slots(), l.cts()), (2, 8, 3));
+        let x: Vec<Vec<f64>> = (0..4)
+            .map(|t| (0..5).map(|j| (10 * t + j) as f64).collect())
+            .collect();
+        let v = l.pack(&x).unwrap();
+        // Column 3 is feature 1 of ciphertext 1: slots 4..8.
+        assert_eq!(&v[1][4..8], &[3.0, 13.0, 23.0, 33.0]);
+        // Column 5 does not exist: zero.
+        assert_eq!(&v[2][4..8], &[0.0; 4]);
+        assert_eq!(l.unpack(&v).unwrap(), x);
+        assert!(l.pack(&x[..3]).is_err());
+        assert!(Layout::new(3, 5, 8).is_err());
+    }
+
+    #[test]
+    fn batch_layout_stacks_inputs() {
+        let l = Layout::batched(2, 4, 3, 32).unwrap();
+        assert_eq!((l.tokens, l.tokens_per_input(), l.per_ct), (8, 4, 4));
+        let x: Vec<Vec<f64>> = (0..8).map(|t| vec![t as f64; 3]).collect();
+        let back = l.unpack(&l.pack(&x).unwrap()).unwrap();
+        let parts = l.unbatch(&back);
+        assert_eq!(parts.len(), 2);
+        assert_eq!(parts[1][0], vec![4.0; 3]);
+    }
+}
