@@ -1,8 +1,13 @@
 //! NEXUS-style encrypted layers (DESIGN: src/nn), each written once against `ckks::Circuit` so that
 //! the simulator plans and counts what the evaluator runs, each with an f64 twin.
 
+pub mod approx;
+pub mod argmax;
+pub mod gelu;
+pub mod layernorm;
 pub mod matmul;
 pub mod packing;
+pub mod softmax;
 
 pub use matmul::Linear;
 pub use packing::Layout;

@@ -1,0 +1,862 @@
+//! Every polynomial the encrypted layers evaluate: coefficients, degree, valid interval and what
+//! happens outside it, in one place (DESIGN D7). Each approximation has an f64 twin that runs the
+//! *same* polynomial and iterations (so encrypted results are compared with what CKKS should have
+//! computed) and the exact function (so the approximation itself is measured).
+//!
+//! | approximation | interval (default) | how | levels (default) |
+//! | --- | --- | --- | --- |
+//! | [`gelu_erf`], [`gelu_tanh`] | [-16, 16] | one Chebyshev polynomial, degree 126 (max error 1e-13 erf, 2e-9 tanh) | 8 |
+//! | [`Exp`] (softmax) | [-64, 0] | exp(x / 32) by a degree-7 polynomial, squared 5 times (max error 2.6e-6) | 1 + 3 + 5 |
+//! | [`Inverse`] (softmax sum) | [a, b], from the softmax options | relative-minimax guess, Goldschmidt (`auto`: shallowest for 2^-24) | 1 + guess + 1 + iterations |
+//! | [`InvSqrt`] (LayerNorm) | [0.5, 2500] | relative least-squares guess of degree 62, 4 Newton steps (7e-15 relative) | 1 + 6 + 2 x 4 |
+//! | [`Sign`] (argmax) | [-1, 1] outside (-gap, gap) | composite odd degree-7 polynomials (g3, f3) | 3 per stage |
+//!
+//! Under encryption nothing can check the interval: an input outside it gives whatever the
+//! polynomial gives there, which grows like x^degree and is garbage (see each type). The twins
+//! return `CkksError::OutOfRange` instead, so plaintext runs catch it.
+//!
+//! Scales: every helper here returns ciphertexts on the *default chain* (a ciphertext at level l
+//! has scale `Parameters::default_scales[l]`), so that products land on the chain again
+//! (s_{l-1} = s_l^2 / Q_l) and sums line up without scale fixes. Inputs may have any scale.
+
+use std::f64::consts::PI;
+
+use crate::ckks::polynomial;
+use crate::ckks::{Chebyshev, Circuit, CkksError, SimCiphertext, Simulator};
+use crate::math::fft::C64;
+
+// ---------------------------------------------------------------------------------------------
+// Scale-chain helpers shared by the layers.
+
+/// The default scale of a level.
+pub fn chain_scale<C: Circuit>(c: &C, level: usize) -> f64 {
+    c.params().default_scales[level]
+}
+
+fn same_scale(a: f64, b: f64) -> bool {
+    (a - b).abs() <= 1e-9 * a.abs().max(b.abs())
+}
+
+fn exhausted(what: &str, need: usize, have: usize) -> CkksError {
+    CkksError::LevelsExhausted(format!(
+        "{what} needs {need} more level(s), the ciphertext is at level {have}; bootstrap first"
+    ))
+}
+
+/// x * k at `level` on the default chain: x is dropped to level + 1 and k is folded into the one
+/// rescale (the constant is encoded at about one prime group, so it keeps ~50 bits). Needs
+/// `level < level(x)`; x may have any scale.
+pub fn to_level<C: Circuit>(c: &C, x: &C::Ct, k: f64, level: usize) -> Result<C::Ct, CkksError> {
+    let lx = c.level(x);
+    if level >= lx {
+        return Err(exhausted("moving down the chain", level + 1 - lx, lx));
+    }
+    let x = c.drop_to_level(x, level + 1)?;
+    let q = c.params().rescale_factor(level + 1);
+    let target = chain_scale(c, level);
+    let y = c.mul_const(&x, k, target * q / c.scale(&x))?;
+    let y = c.rescale(&y)?;
+    Ok(c.with_scale(&y, target))
+}
+
+/// a * b on the default chain, one level below the lower operand (the higher one is moved down
+/// first; an operand off the chain at the lower level costs one more level).
+pub fn mul<C: Circuit>(c: &C, a: &C::Ct, b: &C::Ct) -> Result<C::Ct, CkksError> {
+    let mut l = c.level(a).min(c.level(b));
+    let on = |x: &C::Ct| c.level(x) == l && same_scale(c.scale(x), chain_scale(c, l));
+    if (c.level(a) == l && !on(a)) || (c.level(b) == l && !on(b)) {
+        if l == 0 {
+            return Err(exhausted("a product", 2, 0));
+        }
+        l -= 1;
+    }
+    let fix = |x: &C::Ct| -> Result<C::Ct, CkksError> {
+        if c.level(x) == l && same_scale(c.scale(x), chain_scale(c, l)) {
+            Ok(x.clone())
+        } else {
+            to_level(c, x, 1.0, l)
+        }
+    };
+    let (a, b) = (fix(a)?, fix(b)?);
+    if l == 0 {
+        return Err(exhausted("a product", 1, 0));
+    }
+    let p = c.rescale(&c.mul_relin(&a, &b)?)?;
+    Ok(c.with_scale(&p, chain_scale(c, l - 1)))
+}
+
+/// x times a plaintext slot vector, one level down on the default chain.
+pub fn mul_plain_down<C: Circuit>(c: &C, x: &C::Ct, values: &[C64]) -> Result<C::Ct, CkksError> {
+    let l = c.level(x);
+    if l == 0 {
+        return Err(exhausted("a plaintext product", 1, 0));
+    }
+    let target = chain_scale(c, l - 1);
+    let pt = c.encode(
+        values,
+        l,
+        target * c.params().rescale_factor(l) / c.scale(x),
+    )?;
+    let y = c.rescale(&c.mul_plain(x, &pt)?)?;
+    Ok(c.with_scale(&y, target))
+}
+
+/// Evaluates a polynomial so that the result lands on the default chain.
+pub fn eval_poly<C: Circuit>(c: &C, x: &C::Ct, poly: &Chebyshev) -> Result<C::Ct, CkksError> {
+    let sim = Simulator::new(c.params());
+    let meta = SimCiphertext {
+        level: c.level(x),
+        scale: c.scale(x),
+        slots: c.slots(x),
+    };
+    let probe = polynomial::evaluate(&sim, &meta, poly, c.scale(x))?;
+    polynomial::evaluate(c, x, poly, chain_scale(c, probe.level))
+}
+
+fn check_in(name: &str, x: f64, a: f64, b: f64) -> Result<(), CkksError> {
+    let tol = 1e-9 * (b - a).abs().max(1.0);
+    if x.is_finite() && x >= a - tol && x <= b + tol {
+        Ok(())
+    } else {
+        Err(CkksError::OutOfRange(format!(
+            "{name}: input {x} outside its interval [{a}, {b}]"
+        )))
+    }
+}
+
+fn bad(m: String) -> CkksError {
+    CkksError::Invalid(m)
+}
+
+/// T_m(u) for any real u.
+fn cheb_t(m: usize, u: f64) -> f64 {
+    if u.abs() <= 1.0 {
+        (m as f64 * u.acos()).cos()
+    } else {
+        let s = if u < 0.0 && m % 2 == 1 { -1.0 } else { 1.0 };
+        s * (m as f64 * u.abs().acosh()).cosh()
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// One polynomial (GELU).
+
+/// One Chebyshev polynomial standing for `exact` on [a, b]. Outside [a, b] it grows like
+/// x^degree: under encryption that is garbage (and may overflow the modulus); the twin errors.
+#[derive(Clone, Debug)]
+pub struct PolyApprox {
+    pub name: &'static str,
+    pub poly: Chebyshev,
+    pub exact: fn(f64) -> f64,
+}
+
+impl PolyApprox {
+    /// Interpolates `exact` at the Chebyshev nodes of [a, b]. When 0 is inside, the constant is
+    /// adjusted so that p(0) = exact(0) exactly (zero padding columns stay zero for GELU).
+    pub fn new(
+        name: &'static str,
+        exact: fn(f64) -> f64,
+        a: f64,
+        b: f64,
+        degree: usize,
+    ) -> Result<Self, CkksError> {
+        if !(a.is_finite() && b.is_finite() && a < b) || degree == 0 {
+            return Err(bad(format!(
+                "{name}: bad interval [{a}, {b}] or degree {degree}"
+            )));
+        }
+        let mut poly = Chebyshev::interpolate(exact, a, b, degree);
+        if a <= 0.0 && 0.0 <= b {
+            poly.coeffs[0] += exact(0.0) - poly.eval(0.0);
+        }
+        Ok(PolyApprox { name, poly, exact })
+    }
+    pub fn interval(&self) -> (f64, f64) {
+        (self.poly.a, self.poly.b)
+    }
+    pub fn degree(&self) -> usize {
+        self.poly.degree()
+    }
+    /// The f64 twin: the same polynomial; an error outside the interval.
+    pub fn twin(&self, x: f64) -> Result<f64, CkksError> {
+        check_in(self.name, x, self.poly.a, self.poly.b)?;
+        Ok(self.poly.eval(x))
+    }
+    /// Encrypted evaluation (inputs must lie in the interval; nothing can check it).
+    pub fn evaluate<C: Circuit>(&self, c: &C, x: &C::Ct) -> Result<C::Ct, CkksError> {
+        eval_poly(c, x, &self.poly)
+    }
+    /// Largest |p - exact| on the interval (sampled).
+    pub fn max_error(&self) -> f64 {
+        self.poly.max_error(self.exact, 4001)
+    }
+}
+
+/// GELU's input interval by default: BERT's and GPT-2's FFN pre-activations stay within about
+/// +-12 with outliers beyond, so +-16 leaves room. Outside, GELU is x (large positive) and 0
+/// (large negative) while the polynomial diverges: clip or widen before it.
+pub const GELU_BOUND: f64 = 16.0;
+/// Degree 126: max error ~1e-13 (erf) and ~2e-9 (tanh) on [-16, 16], 8 levels with the change of
+/// variable; degree 62 (7 levels) gives ~4e-5.
+pub const GELU_DEGREE: usize = 126;
+
+/// erf by its everywhere-positive series erf(z) = 2/sqrt(pi) e^{-z^2} sum 2^n z^{2n+1} /
+/// (1 3 5 ... (2n+1)) (no cancellation; std has no erf); |z| > 6 is +-1 to double precision.
+pub fn erf(z: f64) -> f64 {
+    if z.is_nan() {
+        return z;
+    }
+    if z.abs() > 6.0 {
+        return z.signum();
+    }
+    let z2 = z * z;
+    let (mut term, mut sum) = (z, z);
+    let mut n = 0.0;
+    while term.abs() > 1e-17 * sum.abs() {
+        n += 1.0;
+        term *= 2.0 * z2 / (2.0 * n + 1.0);
+        sum += term;
+    }
+    2.0 / PI.sqrt() * (-z2).exp() * sum
+}
+
+/// GELU, erf form (BERT): x Phi(x).
+pub fn gelu_erf_exact(x: f64) -> f64 {
+    0.5 * x * (1.0 + erf(x / std::f64::consts::SQRT_2))
+}
+
+/// GELU, tanh form (GPT-2's `gelu_new`).
+pub fn gelu_tanh_exact(x: f64) -> f64 {
+    0.5 * x * (1.0 + ((2.0 / PI).sqrt() * (x + 0.044715 * x * x * x)).tanh())
+}
+
+/// GELU (erf form) on [-bound, bound].
+pub fn gelu_erf(bound: f64, degree: usize) -> Result<PolyApprox, CkksError> {
+    PolyApprox::new("gelu_erf", gelu_erf_exact, -bound, bound, degree)
+}
+
+/// GELU (tanh form) on [-bound, bound].
+pub fn gelu_tanh(bound: f64, degree: usize) -> Result<PolyApprox, CkksError> {
+    PolyApprox::new("gelu_tanh", gelu_tanh_exact, -bound, bound, degree)
+}
+
+// ---------------------------------------------------------------------------------------------
+// exp for softmax.
+
+/// exp on [-range, 0] as (p(x))^(2^k) with p ~ exp(x / 2^k): squaring keeps the degree low on a
+/// wide interval (an error e of p becomes about 2^k e near 0, but stays absolute: exp <= 1).
+/// Softmax feeds it x - shift <= 0. Below -range the polynomial diverges (its 2^k-th power is
+/// garbage); above 0 it grows like exp only near 0 and diverges beyond.
+#[derive(Clone, Debug)]
+pub struct Exp {
+    pub range: f64,
+    pub squarings: u32,
+    /// exp(x / 2^squarings) on [-range, 0].
+    pub poly: Chebyshev,
+}
+
+impl Exp {
+    /// THOR saw attention scores in [-27, 22]: after subtracting a bound, [-49, 0]; 64 covers it.
+    pub const DEFAULT_RANGE: f64 = 64.0;
+    pub const DEFAULT_SQUARINGS: u32 = 5;
+    /// Degree 7 on the unit variable takes 3 levels: max error 2.6e-6 against exp on [-64, 0]
+    /// after the squarings (degree 12 takes 4 levels for 5e-13).
+    pub const DEFAULT_DEGREE: usize = 7;
+
+    pub fn new(range: f64, squarings: u32, degree: usize) -> Result<Self, CkksError> {
+        if !(range.is_finite() && range > 0.0) || degree == 0 || squarings > 16 {
+            return Err(bad(format!(
+                "exp: bad range {range}, squarings {squarings} or degree {degree}"
+            )));
+        }
+        let k = 2f64.powi(squarings as i32);
+        let poly = Chebyshev::interpolate(move |x| (x / k).exp(), -range, 0.0, degree);
+        Ok(Exp {
+            range,
+            squarings,
+            poly,
+        })
+    }
+
+    pub fn interval(&self) -> (f64, f64) {
+        (-self.range, 0.0)
+    }
+
+    /// The polynomial in the variable u = 2x / range + 1 in [-1, 1] (what softmax feeds after
+    /// folding its shift and mask into the change of variable).
+    pub fn unit_poly(&self) -> Chebyshev {
+        Chebyshev {
+            coeffs: self.poly.coeffs.clone(),
+            a: -1.0,
+            b: 1.0,
+        }
+    }
+
+    fn square_twin(&self, mut y: f64) -> f64 {
+        for _ in 0..self.squarings {
+            y *= y;
+        }
+        y
+    }
+
+    /// The f64 twin on x in [-range, 0].
+    pub fn twin(&self, x: f64) -> Result<f64, CkksError> {
+        check_in("exp", x, -self.range, 0.0)?;
+        Ok(self.square_twin(self.poly.eval(x)))
+    }
+
+    /// The twin in the unit variable (no interval check: softmax checks x itself).
+    pub fn twin_unit(&self, u: f64) -> f64 {
+        self.square_twin(self.unit_poly().eval(u))
+    }
+
+    pub fn exact(x: f64) -> f64 {
+        x.exp()
+    }
+
+    fn square<C: Circuit>(&self, c: &C, mut y: C::Ct) -> Result<C::Ct, CkksError> {
+        for _ in 0..self.squarings {
+            y = mul(c, &y, &y)?;
+        }
+        Ok(y)
+    }
+
+    /// Encrypted exp of x in [-range, 0].
+    pub fn evaluate<C: Circuit>(&self, c: &C, x: &C::Ct) -> Result<C::Ct, CkksError> {
+        self.square(c, eval_poly(c, x, &self.poly)?)
+    }
+
+    /// Encrypted exp of an input already in the unit variable.
+    pub fn evaluate_unit<C: Circuit>(&self, c: &C, u: &C::Ct) -> Result<C::Ct, CkksError> {
+        self.square(c, eval_poly(c, u, &self.unit_poly())?)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// 1/x for the softmax row sum.
+
+/// 1/x on [a, b] (0 < a < b): a guess p of degree m - 1 that minimizes the worst relative error
+/// |1 - x p(x)| on [a, b] (the error is T_m(u(x)) / T_m(u(0)), equioscillating, at most
+/// e0 = 1 / |T_m(u(0))|), then Goldschmidt: y <- y (1 + e), e <- e^2, so the relative error is
+/// e0^(2^iterations). Levels: 1 (change of variable) + ceil(log2 m) + 1 + iterations.
+/// Outside [a, b]: above b, |e| grows past 1 quickly and the result is garbage; in (0, a) the
+/// error shrinks more slowly than promised; x <= 0 is garbage.
+#[derive(Clone, Debug)]
+pub struct Inverse {
+    pub a: f64,
+    pub b: f64,
+    pub guess: Chebyshev,
+    pub iterations: usize,
+    /// The guess's worst relative error e0.
+    pub guess_error: f64,
+}
+
+impl Inverse {
+    pub fn new(a: f64, b: f64, degree: usize, iterations: usize) -> Result<Self, CkksError> {
+        if !(a.is_finite() && b.is_finite() && 0.0 < a && a < b) || degree == 0 {
+            return Err(bad(format!(
+                "inverse: bad interval [{a}, {b}] or degree {degree}"
+            )));
+        }
+        let m = degree + 1;
+        let u = |x: f64| (2.0 * x - a - b) / (b - a);
+        let t0 = cheb_t(m, u(0.0));
+        let guess = Chebyshev::interpolate(move |x| (1.0 - cheb_t(m, u(x)) / t0) / x, a, b, degree);
+        Ok(Inverse {
+            a,
+            b,
+            guess,
+            iterations,
+            guess_error: 1.0 / t0.abs(),
+        })
+    }
+
+    /// The shallowest guess degree (2^j - 2, so that its evaluation takes j levels) and
+    /// iteration count whose relative error bound is at most 2^-bits.
+    pub fn auto(a: f64, b: f64, bits: f64) -> Result<Self, CkksError> {
+        let mut best: Option<(usize, Inverse)> = None;
+        for j in 2..=7 {
+            let d = (1usize << j) - 2;
+            let mut inv = Inverse::new(a, b, d, 0)?;
+            let e0 = inv.guess_error;
+            if e0 >= 1.0 {
+                continue;
+            }
+            // e0^(2^n) <= 2^-bits.
+            let need = (bits / -e0.log2()).max(1.0).log2().ceil().max(0.0) as usize;
+            inv.iterations = need;
+            let depth = 1 + j + if need > 0 { 1 + need } else { 0 };
+            if best.as_ref().is_none_or(|(bd, _)| depth < *bd) {
+                best = Some((depth, inv));
+            }
+        }
+        best.map(|b| b.1).ok_or_else(|| {
+            bad(format!(
+                "inverse: [{a}, {b}] is too wide for a polynomial guess"
+            ))
+        })
+    }
+
+    /// Relative error bound on [a, b]: e0^(2^iterations).
+    pub fn error_bound(&self) -> f64 {
+        self.guess_error.powf(2f64.powi(self.iterations as i32))
+    }
+
+    /// The twin without the interval check (same operations as the encrypted version).
+    pub fn twin_unchecked(&self, x: f64) -> f64 {
+        let mut y = self.guess.eval(x);
+        let mut e = 1.0 - x * y;
+        for i in 0..self.iterations {
+            y *= 1.0 + e;
+            if i + 1 < self.iterations {
+                e *= e;
+            }
+        }
+        y
+    }
+
+    pub fn twin(&self, x: f64) -> Result<f64, CkksError> {
+        check_in("inverse", x, self.a, self.b)?;
+        Ok(self.twin_unchecked(x))
+    }
+
+    pub fn exact(x: f64) -> f64 {
+        1.0 / x
+    }
+
+    /// Encrypted 1/x for x in [a, b].
+    pub fn evaluate<C: Circuit>(&self, c: &C, x: &C::Ct) -> Result<C::Ct, CkksError> {
+        let mut y = eval_poly(c, x, &self.guess)?;
+        if self.iterations == 0 {
+            return Ok(y);
+        }
+        let t = mul(c, x, &y)?;
+        let mut e = c.add_const(&c.mul_int(&t, -1)?, 1.0)?;
+        for i in 0..self.iterations {
+            y = mul(c, &y, &c.add_const(&e, 1.0)?)?;
+            if i + 1 < self.iterations {
+                e = mul(c, &e, &e)?;
+            }
+        }
+        Ok(y)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// 1/sqrt(x) for LayerNorm.
+
+/// Chebyshev coefficients of degree `degree` on [a, b] that nearly minimize the worst relative
+/// error |p/f - 1| (weighted least squares at Chebyshev nodes, Lawson reweighting).
+fn relative_fit(
+    f: impl Fn(f64) -> f64,
+    a: f64,
+    b: f64,
+    degree: usize,
+) -> Result<Chebyshev, CkksError> {
+    let n = degree + 1;
+    let m = 8 * n;
+    let us: Vec<f64> = (0..m)
+        .map(|j| (PI * (j as f64 + 0.5) / m as f64).cos())
+        .collect();
+    // Rows: T_k(u_i) / f(x_i).
+    let rows: Vec<Vec<f64>> = us
+        .iter()
+        .map(|&u| {
+            let x = 0.5 * (b - a) * u + 0.5 * (a + b);
+            let fx = f(x);
+            let mut t = vec![1.0, u];
+            for k in 2..n {
+                t.push(2.0 * u * t[k - 1] - t[k - 2]);
+            }
+            t.truncate(n);
+            t.iter().map(|v| v / fx).collect()
+        })
+        .collect();
+    let mut w = vec![1.0 / m as f64; m];
+    let mut coeffs = vec![0.0; n];
+    for _ in 0..30 {
+        let mut ata = vec![vec![0.0; n]; n];
+        let mut aty = vec![0.0; n];
+        for (r, &wi) in rows.iter().zip(&w) {
+            for p in 0..n {
+                aty[p] += wi * r[p];
+                for q in p..n {
+                    ata[p][q] += wi * r[p] * r[q];
+                }
+            }
+        }
+        // Mirror the upper triangle.
+        let upper = ata.clone();
+        for (p, row) in ata.iter_mut().enumerate() {
+            for (q, v) in row.iter_mut().enumerate().take(p) {
+                *v = upper[q][p];
+            }
+        }
+        coeffs = solve(ata, aty)?;
+        let res: Vec<f64> = rows
+            .iter()
+            .map(|r| (r.iter().zip(&coeffs).map(|(x, c)| x * c).sum::<f64>() - 1.0).abs())
+            .collect();
+        let s: f64 = w.iter().zip(&res).map(|(a, b)| a * b).sum();
+        if s <= 0.0 {
+            break;
+        }
+        for (wi, ri) in w.iter_mut().zip(&res) {
+            *wi *= ri / s;
+        }
+    }
+    Ok(Chebyshev { coeffs, a, b })
+}
+
+/// Gaussian elimination with partial pivoting.
+fn solve(mut a: Vec<Vec<f64>>, mut y: Vec<f64>) -> Result<Vec<f64>, CkksError> {
+    let n = y.len();
+    for col in 0..n {
+        let p = (col..n)
+            .max_by(|&i, &j| a[i][col].abs().total_cmp(&a[j][col].abs()))
+            .unwrap_or(col);
+        if a[p][col].abs() < 1e-300 {
+            return Err(bad("singular fit".into()));
+        }
+        a.swap(col, p);
+        y.swap(col, p);
+        let (top, rest) = a.split_at_mut(col + 1);
+        let pivot = &top[col];
+        for (i, row) in rest.iter_mut().enumerate() {
+            let f = row[col] / pivot[col];
+            if f != 0.0 {
+                for (v, pv) in row[col..].iter_mut().zip(&pivot[col..]) {
+                    *v -= f * pv;
+                }
+                y[col + 1 + i] -= f * y[col];
+            }
+        }
+    }
+    let mut x = vec![0.0; n];
+    for r in (0..n).rev() {
+        let s: f64 = (r + 1..n).map(|k| a[r][k] * x[k]).sum();
+        x[r] = (y[r] - s) / a[r][r];
+    }
+    Ok(x)
+}
+
+/// 1/sqrt(x) on [a, b] (0 < a < b): a guess that nearly minimizes the worst relative error,
+/// then Newton y <- 1.5 y - (x/2) y^3, which maps a relative error d to about -1.5 d^2.
+/// Levels: 1 (change of variable) + ceil(log2(degree + 1)) + 2 per iteration.
+/// LayerNorm's variance: THOR measured up to 2500 in BERT; the lower end 0.5 holds for the
+/// residual stream after the embeddings (whose LayerNorm the client runs in the clear). Outside:
+/// Newton converges only while 0 < x y0^2 < 3; above b the guess extrapolates (soon negative:
+/// garbage), below a it underestimates and the result loses precision, then diverges.
+#[derive(Clone, Debug)]
+pub struct InvSqrt {
+    pub a: f64,
+    pub b: f64,
+    pub guess: Chebyshev,
+    pub iterations: usize,
+    /// The guess's worst relative error (sampled).
+    pub guess_error: f64,
+}
+
+impl InvSqrt {
+    pub const DEFAULT_INTERVAL: (f64, f64) = (0.5, 2500.0);
+
+    pub fn new(a: f64, b: f64, degree: usize, iterations: usize) -> Result<Self, CkksError> {
+        if !(a.is_finite() && b.is_finite() && 0.0 < a && a < b) || degree == 0 || degree > 126 {
+            return Err(bad(format!(
+                "inverse sqrt: bad interval [{a}, {b}] or degree {degree}"
+            )));
+        }
+        let guess = relative_fit(|x| 1.0 / x.sqrt(), a, b, degree)?;
+        let mut s = InvSqrt {
+            a,
+            b,
+            guess,
+            iterations: 0,
+            guess_error: 0.0,
+        };
+        s.guess_error = s.worst_relative_error();
+        s.iterations = iterations;
+        Ok(s)
+    }
+
+    /// The shallowest (degree 2^j - 2, iterations) pair whose worst relative error on [a, b]
+    /// (sampled) is at most 2^-bits.
+    pub fn auto(a: f64, b: f64, bits: f64) -> Result<Self, CkksError> {
+        let mut best: Option<(usize, InvSqrt)> = None;
+        for j in 3..=6 {
+            let mut s = InvSqrt::new(a, b, (1 << j) - 2, 0)?;
+            for n in 0..12 {
+                s.iterations = n;
+                if s.worst_relative_error() <= 2f64.powf(-bits) {
+                    let depth = 1 + j + 2 * n;
+                    if best.as_ref().is_none_or(|(bd, _)| depth < *bd) {
+                        best = Some((depth, s.clone()));
+                    }
+                    break;
+                }
+            }
+        }
+        best.map(|b| b.1)
+            .ok_or_else(|| bad(format!("inverse sqrt: [{a}, {b}] is too wide")))
+    }
+
+    /// The default: `DEFAULT_INTERVAL` to 2^-24 relative.
+    pub fn layernorm_default() -> Result<Self, CkksError> {
+        let (a, b) = Self::DEFAULT_INTERVAL;
+        Self::auto(a, b, 24.0)
+    }
+
+    /// Worst relative error of the twin against 1/sqrt on a log-spaced grid of [a, b].
+    pub fn worst_relative_error(&self) -> f64 {
+        let n = 2000;
+        (0..n)
+            .map(|i| {
+                let x = self.a * (self.b / self.a).powf(i as f64 / (n - 1) as f64);
+                (self.twin_unchecked(x) * x.sqrt() - 1.0).abs()
+            })
+            .fold(0.0, f64::max)
+    }
+
+    pub fn twin_unchecked(&self, x: f64) -> f64 {
+        let mut y = self.guess.eval(x);
+        for _ in 0..self.iterations {
+            let t = (0.5 * x * y) * (y * y);
+            y = 1.5 * y - t;
+        }
+        y
+    }
+
+    pub fn twin(&self, x: f64) -> Result<f64, CkksError> {
+        check_in("inverse sqrt", x, self.a, self.b)?;
+        Ok(self.twin_unchecked(x))
+    }
+
+    pub fn exact(x: f64) -> f64 {
+        1.0 / x.sqrt()
+    }
+
+    /// Encrypted 1/sqrt(k v + e) for an encrypted v with k v + e in [a, b] (k and e fold the
+    /// caller's affine map into the change of variable for free).
+    pub fn evaluate_affine<C: Circuit>(
+        &self,
+        c: &C,
+        v: &C::Ct,
+        k: f64,
+        e: f64,
+    ) -> Result<C::Ct, CkksError> {
+        if !(k.is_finite() && k > 0.0 && e.is_finite()) {
+            return Err(bad(format!("inverse sqrt: bad affine map {k} v + {e}")));
+        }
+        let guess = Chebyshev {
+            coeffs: self.guess.coeffs.clone(),
+            a: (self.a - e) / k,
+            b: (self.b - e) / k,
+        };
+        let mut y = eval_poly(c, v, &guess)?;
+        let shifted = c.add_const(v, e / k)?;
+        for _ in 0..self.iterations {
+            let l = c.level(&y);
+            if l < 2 {
+                return Err(exhausted("a Newton step", 2, l));
+            }
+            let hx = to_level(c, &shifted, 0.5 * k, l)?;
+            let t = mul(c, &mul(c, &hx, &y)?, &mul(c, &y, &y)?)?;
+            let y15 = to_level(c, &y, 1.5, l - 2)?;
+            y = c.sub(&y15, &t)?;
+        }
+        Ok(y)
+    }
+
+    /// Encrypted 1/sqrt(x) for x in [a, b].
+    pub fn evaluate<C: Circuit>(&self, c: &C, x: &C::Ct) -> Result<C::Ct, CkksError> {
+        self.evaluate_affine(c, x, 1.0, 0.0)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// sign for argmax.
+
+/// Cheon, Kim, Kim (ASIACRYPT 2020): f3 converges to sign quartically near +-1, g3 (minimax-like)
+/// pulls small inputs away from 0 by ~4.5x per stage. Both odd, degree 7, on [-1, 1].
+fn f3(x: f64) -> f64 {
+    (35.0 * x - 35.0 * x.powi(3) + 21.0 * x.powi(5) - 5.0 * x.powi(7)) / 16.0
+}
+fn g3(x: f64) -> f64 {
+    (4589.0 * x - 16577.0 * x.powi(3) + 25614.0 * x.powi(5) - 12860.0 * x.powi(7)) / 1024.0
+}
+
+/// sign(x) for |x| in [gap, 1] as a composition of g3 stages (while the image of [gap, 1] still
+/// reaches below 0.6) then f3 stages, until it is within 2^-bits of +-1. Inputs in (-gap, gap)
+/// give values in [-1, 1] (the composition is odd and monotone there); inputs beyond +-1 diverge
+/// after a few stages (garbage). 3 levels per stage.
+#[derive(Clone, Debug)]
+pub struct Sign {
+    pub gap: f64,
+    pub bits: f64,
+    /// Stages in order, each on [-1, 1] (no change of variable).
+    pub stages: Vec<Chebyshev>,
+    /// "g3" or "f3" per stage.
+    pub kinds: Vec<&'static str>,
+    /// The last stage maps s to (1 + s) / 2 (a 0/1 step) instead of s.
+    pub step: bool,
+}
+
+impl Sign {
+    pub fn new(gap: f64, bits: f64) -> Result<Self, CkksError> {
+        if !(gap > 0.0 && gap < 1.0 && bits > 0.0 && bits <= 40.0) {
+            return Err(bad(format!(
+                "sign: gap {gap} must be in (0, 1), bits {bits} in (0, 40]"
+            )));
+        }
+        let n = 2000;
+        let mut xs: Vec<f64> = (0..n)
+            .map(|i| gap * (1.0 / gap).powf(i as f64 / (n - 1) as f64))
+            .collect();
+        let mut kinds = Vec::new();
+        loop {
+            if xs.iter().all(|&v| (1.0 - v).abs() <= 2f64.powf(-bits)) {
+                break;
+            }
+            if kinds.len() >= 24 {
+                return Err(bad(format!("sign: gap {gap} needs too many stages")));
+            }
+            let lo = xs.iter().copied().fold(f64::INFINITY, f64::min);
+            let (k, f): (&'static str, fn(f64) -> f64) =
+                if lo < 0.6 { ("g3", g3) } else { ("f3", f3) };
+            xs.iter_mut().for_each(|v| *v = f(*v));
+            kinds.push(k);
+        }
+        let stages = kinds
+            .iter()
+            .map(|&k| {
+                let f = if k == "g3" { g3 } else { f3 };
+                let mut p = Chebyshev::interpolate(f, -1.0, 1.0, 7);
+                // Odd: clean the even coefficients' rounding noise.
+                for (i, c) in p.coeffs.iter_mut().enumerate() {
+                    if i % 2 == 0 {
+                        *c = 0.0;
+                    }
+                }
+                p
+            })
+            .collect();
+        Ok(Sign {
+            gap,
+            bits,
+            stages,
+            kinds,
+            step: false,
+        })
+    }
+
+    /// The same composition with its last stage mapped to (1 + s) / 2: 1 for x >= gap, 0 for
+    /// x <= -gap, at no extra level.
+    pub fn into_step(mut self) -> Self {
+        if !self.step {
+            if let Some(last) = self.stages.last_mut() {
+                last.coeffs.iter_mut().for_each(|c| *c *= 0.5);
+                last.coeffs[0] += 0.5;
+            }
+            self.step = true;
+        }
+        self
+    }
+
+    pub fn twin_unchecked(&self, x: f64) -> f64 {
+        self.stages.iter().fold(x, |v, p| p.eval(v))
+    }
+
+    /// The twin; an error for |x| > 1.
+    pub fn twin(&self, x: f64) -> Result<f64, CkksError> {
+        check_in("sign", x, -1.0, 1.0)?;
+        Ok(self.twin_unchecked(x))
+    }
+
+    /// sign(x) (or the 0/1 step), 0 at 0.
+    pub fn exact(&self, x: f64) -> f64 {
+        let s = if x > 0.0 {
+            1.0
+        } else if x < 0.0 {
+            -1.0
+        } else {
+            0.0
+        };
+        if self.step {
+            (1.0 + s) / 2.0
+        } else {
+            s
+        }
+    }
+
+    pub fn evaluate<C: Circuit>(&self, c: &C, x: &C::Ct) -> Result<C::Ct, CkksError> {
+        let mut y = x.clone();
+        for p in &self.stages {
+            y = eval_poly(c, &y, p)?;
+        }
+        Ok(y)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Layer plumbing.
+
+/// Ciphertext metadata, to rehearse a layer on the simulator (levels checked up front, before any
+/// ciphertext work).
+pub fn metas<C: Circuit>(c: &C, x: &[C::Ct]) -> Vec<SimCiphertext> {
+    x.iter()
+        .map(|ct| SimCiphertext {
+            level: c.level(ct),
+            scale: c.scale(ct),
+            slots: c.slots(ct),
+        })
+        .collect()
+}
+
+/// The ciphertexts of a matrix in `layout`: their count and slot count.
+pub fn check_layout<C: Circuit>(
+    c: &C,
+    layout: &crate::nn::Layout,
+    x: &[C::Ct],
+) -> Result<(), CkksError> {
+    if x.len() != layout.cts() {
+        return Err(bad(format!(
+            "expected {} ciphertexts for {} features, got {}",
+            layout.cts(),
+            layout.features,
+            x.len()
+        )));
+    }
+    if let Some(ct) = x.iter().find(|ct| c.slots(ct) != layout.slots()) {
+        return Err(bad(format!(
+            "a ciphertext of {} slots in a layout of {}",
+            c.slots(ct),
+            layout.slots()
+        )));
+    }
+    Ok(())
+}
+
+/// Slot vectors of a matrix in `layout` (the twins' input check).
+pub fn check_slots(layout: &crate::nn::Layout, x: &[Vec<f64>]) -> Result<(), CkksError> {
+    if x.len() != layout.cts() || x.iter().any(|v| v.len() != layout.slots()) {
+        return Err(bad(format!(
+            "expected {} slot vectors of {} slots",
+            layout.cts(),
+            layout.slots()
+        )));
+    }
+    Ok(())
+}
+
+/// The twin of `packing::row_sum`: per token, the sum over every slot of its blocks (padding
+/// included, as under encryption).
+pub fn row_sum_twin(layout: &crate::nn::Layout, x: &[Vec<f64>]) -> Vec<f64> {
+    let t = layout.tokens;
+    let mut s = vec![0.0; t];
+    for v in x {
+        for (i, &val) in v.iter().enumerate() {
+            s[i % t] += val;
+        }
+    }
+    s
+}
