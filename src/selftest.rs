@@ -164,51 +164,35 @@ fn kernel_checks(
     let (yc, yd) = t.both(&y);
     check("upload/download", first_mismatch(&x, &t.dev.download(&xd)));
 
-    let in_place = |t: &Pair, f: &dyn Fn(&Backend, &mut Buffer)| {
+    // Runs `f` on a copy of x on each side; `f` gets that side's x and y (0: CPU, 1: device).
+    let (xs, ys) = ([&xc, &xd], [&yc, &yd]);
+    let in_place = |t: &Pair, f: &dyn Fn(&Backend, &mut Buffer, &Buffer, &Buffer)| {
         let (mut a, mut b) = (xc.clone(), xd.clone());
-        f(&t.cpu, &mut a);
-        f(&t.dev, &mut b);
+        f(&t.cpu, &mut a, xs[0], ys[0]);
+        f(&t.dev, &mut b, xs[1], ys[1]);
         t.compare(&a, &b)
     };
-    check("ntt", in_place(&t, &|be, b| be.ntt(b, &level)));
-    check("intt", in_place(&t, &|be, b| be.intt(b, &level)));
+    check("ntt", in_place(&t, &|be, b, _, _| be.ntt(b, &level)));
+    check("intt", in_place(&t, &|be, b, _, _| be.intt(b, &level)));
     check(
         "ntt+intt round trip",
-        in_place(&t, &|be, b| {
+        in_place(&t, &|be, b, _, _| {
             be.ntt(b, &level);
             be.intt(b, &level)
         }),
     );
     check(
         "add",
-        in_place(&t, &|be, b| {
-            be.add_assign(
-                b,
-                if be.device() == Device::Cpu { &yc } else { &yd },
-                &level,
-            )
-        }),
+        in_place(&t, &|be, b, _, y| be.add_assign(b, y, &level)),
     );
     check(
         "sub",
-        in_place(&t, &|be, b| {
-            be.sub_assign(
-                b,
-                if be.device() == Device::Cpu { &yc } else { &yd },
-                &level,
-            )
-        }),
+        in_place(&t, &|be, b, _, y| be.sub_assign(b, y, &level)),
     );
-    check("neg", in_place(&t, &|be, b| be.neg_assign(b, &level)));
+    check("neg", in_place(&t, &|be, b, _, _| be.neg_assign(b, &level)));
     check(
         "mul_assign",
-        in_place(&t, &|be, b| {
-            be.mul_assign(
-                b,
-                if be.device() == Device::Cpu { &yc } else { &yd },
-                &level,
-            )
-        }),
+        in_place(&t, &|be, b, _, y| be.mul_assign(b, y, &level)),
     );
     check(
         "mul",
@@ -220,23 +204,16 @@ fn kernel_checks(
     );
     check(
         "mul_add",
-        in_place(&t, &|be, b| {
-            let (a, c) = if be.device() == Device::Cpu {
-                (&xc, &yc)
-            } else {
-                (&xd, &yd)
-            };
-            be.mul_add_assign(b, a, c, &level)
-        }),
+        in_place(&t, &|be, b, x, y| be.mul_add_assign(b, x, y, &level)),
     );
     let scalars: Vec<u32> = (0..limbs).map(|_| t.rng.next_u32()).collect();
     check(
         "mul_scalar",
-        in_place(&t, &|be, b| be.mul_scalar_assign(b, &scalars, &level)),
+        in_place(&t, &|be, b, _, _| be.mul_scalar_assign(b, &scalars, &level)),
     );
     check(
         "add_scalar",
-        in_place(&t, &|be, b| be.add_scalar_assign(b, &scalars, &level)),
+        in_place(&t, &|be, b, _, _| be.add_scalar_assign(b, &scalars, &level)),
     );
     for g in [5usize, 25, 2 * n - 1, (5usize.pow(7)) % (2 * n)] {
         let g = if g % 2 == 0 { g + 1 } else { g };

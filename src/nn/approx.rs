@@ -812,6 +812,20 @@ pub fn metas<C: Circuit>(c: &C, x: &[C::Ct]) -> Vec<SimCiphertext> {
         .collect()
 }
 
+/// Levels a layer spends on these parameters: `run` rehearsed on the simulator from the top level
+/// with the ciphertexts of `layout`.
+pub fn rehearse_depth(
+    params: &std::sync::Arc<crate::ckks::Parameters>,
+    layout: &crate::nn::Layout,
+    run: impl Fn(&Simulator, &[SimCiphertext]) -> Result<Vec<SimCiphertext>, CkksError>,
+) -> Result<usize, CkksError> {
+    let sim = Simulator::new(params);
+    let top = params.max_level();
+    let x = vec![sim.fresh(top, layout.slots()); layout.cts()];
+    let y = run(&sim, &x)?;
+    Ok(top - y.first().map(|m| m.level).unwrap_or(top))
+}
+
 /// The ciphertexts of a matrix in `layout`: their count and slot count.
 pub fn check_layout<C: Circuit>(
     c: &C,

@@ -12,7 +12,8 @@
 //! (the product with gamma (x - mean)); 4 + 6 + 2 x 4 = 18 with the default [0.5, 2500].
 
 use super::approx::{
-    check_layout, check_slots, metas, mul, mul_plain_down, row_sum_twin, to_level, InvSqrt,
+    check_layout, check_slots, metas, mul, mul_plain_down, rehearse_depth, row_sum_twin, to_level,
+    InvSqrt,
 };
 use super::packing::{row_sum, row_sum_rotations};
 use super::Layout;
@@ -198,10 +199,8 @@ pub fn depth(
     layout: &Layout,
     o: &LayerNormOptions,
 ) -> Result<usize, CkksError> {
-    let sim = Simulator::new(params);
-    let top = params.max_level();
-    let x = vec![sim.fresh(top, layout.slots()); layout.cts()];
     let g = vec![1.0; layout.features];
-    let y = layernorm_impl(&sim, layout, &x, &g, &g, o)?;
-    Ok(top - y.first().map(|m| m.level).unwrap_or(top))
+    rehearse_depth(params, layout, |sim, x| {
+        layernorm_impl(sim, layout, x, &g, &g, o)
+    })
 }

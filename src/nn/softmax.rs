@@ -18,7 +18,7 @@
 //! exp(-range) ~ 1e-28, so they drop out of the sum and of the output.
 
 use super::approx::{
-    chain_scale, check_layout, check_slots, metas, mul, row_sum_twin, Exp, Inverse,
+    chain_scale, check_layout, check_slots, metas, mul, rehearse_depth, row_sum_twin, Exp, Inverse,
 };
 use super::packing::{row_sum, row_sum_rotations};
 use super::Layout;
@@ -249,9 +249,5 @@ pub fn depth(
     layout: &Layout,
     o: &SoftmaxOptions,
 ) -> Result<usize, CkksError> {
-    let sim = Simulator::new(params);
-    let top = params.max_level();
-    let x = vec![sim.fresh(top, layout.slots()); layout.cts()];
-    let y = softmax_impl(&sim, layout, &x, o)?;
-    Ok(top - y.first().map(|m| m.level).unwrap_or(top))
+    rehearse_depth(params, layout, |sim, x| softmax_impl(sim, layout, x, o))
 }
