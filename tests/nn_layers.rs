@@ -17,6 +17,7 @@ use umbra::ckks::{
 use umbra::math::sampling::Prng;
 use umbra::nn::approx::{self, Exp, InvSqrt, Inverse, PolyApprox, Sign};
 use umbra::nn::argmax::{self, ArgmaxOptions};
+use umbra::nn::attention::{self, AttentionOptions};
 use umbra::nn::gelu;
 use umbra::nn::layernorm::{self, LayerNormOptions};
 use umbra::nn::softmax::{self, Shift, SoftmaxOptions};
@@ -51,9 +52,11 @@ fn fixture() -> &'static Fixture {
         let mut kg = KeyGenerator::from_seed(&ctx, [7; 32]);
         let sk = kg.gen_secret_key();
         let pk = kg.gen_public_key(&sk);
-        let mut rots = softmax::rotations(&layout(8, 12, 64));
+        let mut rots = softmax::rotations(&layout(8, 12, 64), 1);
         rots.extend(layernorm::rotations(&layout(8, 8, 32)));
         rots.extend(argmax::rotations(4));
+        rots.extend(attention::rotations(&layout(16, 32, 256), 2).unwrap());
+        rots.extend(attention::rotations(&Layout::batched(2, 8, 32, 256).unwrap(), 2).unwrap());
         rots.sort();
         rots.dedup();
         let evk = Arc::new(kg.gen_evaluation_keys(&sk, &rots, false));
@@ -544,4 +547,60 @@ fn argmax_encrypted_one_hot() {
     }
     assert!(argmax::pack_logits(&[9.0], 8.0).is_err());
     assert!(ArgmaxOptions::new(8.0, 0.0, 12.0).is_err());
+}
+
+fn run_attention(name: &str, l: &Layout, heads: usize, causal: bool, seed: u8) {
+    let p = &fixture().ctx.params;
+    let o = AttentionOptions::new(l, heads, 8.0, 2.0, causal).unwrap();
+    let d = attention::depth(p, l, &o).unwrap();
+    let (t, dm) = (l.tokens, l.features);
+    let q = matrix(t, dm, -1.5, 1.5, seed);
+    let k = matrix(t, dm, -1.5, 1.5, seed + 1);
+    let v = matrix(t, dm, -1.0, 1.0, seed + 2);
+    let (qs, ks, vs) = (
+        l.pack(&q).unwrap(),
+        l.pack(&k).unwrap(),
+        l.pack(&v).unwrap(),
+    );
+    let enc = |x: &[Vec<f64>]| -> Vec<Ciphertext> { x.iter().map(|s| encrypt(s, d + 1)).collect() };
+    let (qc, kc, vc) = (enc(&qs), enc(&ks), enc(&vs));
+    let eval = evaluator();
+    let out = attention::attention(&eval, l, &qc, &kc, &vc, &o).unwrap();
+    let sim = Simulator::new(p);
+    let sim_out = attention::attention(
+        &sim,
+        l,
+        &sim_inputs(&qc),
+        &sim_inputs(&kc),
+        &sim_inputs(&vc),
+        &o,
+    )
+    .unwrap();
+    check_sim(&qc, &out, &sim_out);
+    let got: Vec<Vec<f64>> = out.iter().map(decrypt).collect();
+    let twin = attention::attention_twin(l, &qs, &ks, &vs, &o).unwrap();
+    let exact = attention::attention_exact(&q, &k, &v, heads, l.tokens_per_input(), causal);
+    let got = l.unpack(&got).unwrap();
+    let twin = l.unpack(&twin).unwrap();
+    eprintln!("{name}: depth {d}");
+    report(name, &flat(&got), &flat(&twin), &flat(&exact), 12.0, 8.0);
+}
+
+/// Q K^T, softmax (per head, diagonal order) and A V under encryption against the twin (exact
+/// products, same approximations) and true attention; two query and two score ciphertexts.
+#[test]
+fn attention_encrypted_matches_twin_and_exact() {
+    run_attention("attention", &layout(16, 32, 256), 2, false, 40);
+}
+
+/// GPT-2's causal attention on a batch of two inputs (token rotations stay within each input).
+#[test]
+fn attention_causal_batched() {
+    run_attention(
+        "attention causal batch",
+        &Layout::batched(2, 8, 32, 256).unwrap(),
+        2,
+        true,
+        50,
+    );
 }

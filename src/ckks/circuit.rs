@@ -54,6 +54,22 @@ pub trait Circuit {
     fn add_plain(&self, a: &Self::Ct, pt: &Self::Pt) -> Result<Self::Ct, CkksError>;
     /// Bootstrapping's ModRaise from level 0 to `level` (see `Evaluator::mod_raise_new`).
     fn mod_raise(&self, a: &Self::Ct, level: usize) -> Result<Self::Ct, CkksError>;
+
+    /// `a` with at least `need` levels left. Circuits that bootstrap (`Refreshing`) bootstrap
+    /// here when `a` has fewer, promising |message| <= `bound`; plain circuits return `a` or
+    /// `LevelsExhausted`. Layers call it where a stage of known depth starts, so one layer runs
+    /// with or without bootstrapping and the simulator places the bootstraps (the planner).
+    fn refresh(&self, a: &Self::Ct, need: usize, bound: f64) -> Result<Self::Ct, CkksError> {
+        let _ = bound;
+        let l = self.level(a);
+        if l >= need {
+            Ok(a.clone())
+        } else {
+            Err(CkksError::LevelsExhausted(format!(
+                "a stage needs {need} levels, the ciphertext is at level {l}; bootstrap first"
+            )))
+        }
+    }
 }
 
 impl Circuit for Evaluator {

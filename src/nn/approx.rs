@@ -101,8 +101,11 @@ pub fn mul_plain_down<C: Circuit>(c: &C, x: &C::Ct, values: &[C64]) -> Result<C:
     Ok(c.with_scale(&y, target))
 }
 
-/// Evaluates a polynomial so that the result lands on the default chain.
+/// Evaluates a polynomial so that the result lands on the default chain. The input is first
+/// refreshed to the polynomial's depth (a bootstrap under `Refreshing`, with |x| bounded by the
+/// interval's ends).
 pub fn eval_poly<C: Circuit>(c: &C, x: &C::Ct, poly: &Chebyshev) -> Result<C::Ct, CkksError> {
+    let x = &c.refresh(x, poly.depth(c.params())?, poly.a.abs().max(poly.b.abs()))?;
     let sim = Simulator::new(c.params());
     let meta = SimCiphertext {
         level: c.level(x),
@@ -316,6 +319,7 @@ impl Exp {
 
     fn square<C: Circuit>(&self, c: &C, mut y: C::Ct) -> Result<C::Ct, CkksError> {
         for _ in 0..self.squarings {
+            y = c.refresh(&y, 1, 1.0)?;
             y = mul(c, &y, &y)?;
         }
         Ok(y)
@@ -426,13 +430,18 @@ impl Inverse {
 
     /// Encrypted 1/x for x in [a, b].
     pub fn evaluate<C: Circuit>(&self, c: &C, x: &C::Ct) -> Result<C::Ct, CkksError> {
+        let x = &c.refresh(x, self.guess.depth(c.params())? + 1, self.b)?;
         let mut y = eval_poly(c, x, &self.guess)?;
         if self.iterations == 0 {
             return Ok(y);
         }
         let t = mul(c, x, &y)?;
         let mut e = c.add_const(&c.mul_int(&t, -1)?, 1.0)?;
+        // y stays in [1/b, 1/a] up to the guess's error; |e| <= 1.
+        let y_bound = 1.5 / self.a;
         for i in 0..self.iterations {
+            y = c.refresh(&y, 1, y_bound)?;
+            e = c.refresh(&e, 1, 1.0)?;
             y = mul(c, &y, &c.add_const(&e, 1.0)?)?;
             if i + 1 < self.iterations {
                 e = mul(c, &e, &e)?;
@@ -652,16 +661,24 @@ impl InvSqrt {
             a: (self.a - e) / k,
             b: (self.b - e) / k,
         };
+        let v = &c.refresh(v, guess.depth(c.params())? + 1, guess.b.abs())?;
         let mut y = eval_poly(c, v, &guess)?;
+        if self.iterations == 0 {
+            return Ok(y);
+        }
+        // (k v + e) / 2, one level below v (never the binding level: the guess takes more).
         let shifted = c.add_const(v, e / k)?;
+        let mut hx = to_level(c, &shifted, 0.5 * k, c.level(v) - 1)?;
+        let y_bound = 1.5 / self.a.sqrt();
         for _ in 0..self.iterations {
-            let l = c.level(&y);
+            y = c.refresh(&y, 2, y_bound)?;
+            hx = c.refresh(&hx, 2, 0.5 * self.b)?;
+            let l = c.level(&y).min(c.level(&hx));
             if l < 2 {
                 return Err(exhausted("a Newton step", 2, l));
             }
-            let hx = to_level(c, &shifted, 0.5 * k, l)?;
             let t = mul(c, &mul(c, &hx, &y)?, &mul(c, &y, &y)?)?;
-            let y15 = to_level(c, &y, 1.5, l - 2)?;
+            let y15 = to_level(c, &y, 1.5, c.level(&t))?;
             y = c.sub(&y15, &t)?;
         }
         Ok(y)

@@ -3,6 +3,7 @@
 
 pub mod approx;
 pub mod argmax;
+pub mod attention;
 pub mod gelu;
 pub mod layernorm;
 pub mod matmul;

@@ -199,6 +199,98 @@ pub fn row_sum_rotations(layout: &Layout) -> Vec<i64> {
     r
 }
 
+/// Per-token sums within groups of `group` consecutive features (a score matrix holds one group
+/// of keys per attention head), broadcast back to every feature of the group. A group spanning
+/// the whole row is `row_sum` (one ciphertext out, shared by all). Narrower groups (a power of
+/// two dividing F) are summed per ciphertext: log2(group) rotations by T 2^k leave each group's
+/// total at its first feature, a 0/1 mask keeps it there (one level) and log2(group) rotations by
+/// -T 2^k copy it back over the group (one ciphertext out per input).
+pub fn group_sums<C: Circuit>(
+    c: &C,
+    layout: &Layout,
+    x: &[C::Ct],
+    group: usize,
+) -> Result<Vec<C::Ct>, CkksError> {
+    if group >= layout.features {
+        return Ok(vec![row_sum(c, layout, x)?]);
+    }
+    check_group(layout, group)?;
+    let t = layout.tokens;
+    let firsts: Vec<f64> = (0..layout.per_ct)
+        .map(|j| if j % group == 0 { 1.0 } else { 0.0 })
+        .collect();
+    let mask = layout.broadcast_features(0, &firsts, 0.0);
+    x.iter()
+        .map(|ct| {
+            let mut acc = ct.clone();
+            let mut step = t;
+            while step < group * t {
+                acc = c.add(&acc, &c.rotate(&acc, step as i64)?)?;
+                step *= 2;
+            }
+            let mut acc = super::approx::mul_plain_down(c, &acc, &mask)?;
+            let mut step = t;
+            while step < group * t {
+                acc = c.add(&acc, &c.rotate(&acc, -(step as i64))?)?;
+                step *= 2;
+            }
+            Ok(acc)
+        })
+        .collect()
+}
+
+fn check_group(layout: &Layout, group: usize) -> Result<(), CkksError> {
+    if !group.is_power_of_two() || layout.per_ct % group != 0 || layout.features % group != 0 {
+        return Err(CkksError::Invalid(format!(
+            "groups of {group} features must be a power of two dividing {} (features per \
+             ciphertext) and {} (features)",
+            layout.per_ct, layout.features
+        )));
+    }
+    Ok(())
+}
+
+/// The twin of `group_sums`: per ciphertext (or once, for a whole-row group), per slot, the sum
+/// over its group.
+pub fn group_sums_twin(
+    layout: &Layout,
+    x: &[Vec<f64>],
+    group: usize,
+) -> Result<Vec<Vec<f64>>, CkksError> {
+    let t = layout.tokens;
+    if group >= layout.features {
+        let s = super::approx::row_sum_twin(layout, x);
+        return Ok(vec![(0..layout.slots()).map(|i| s[i % t]).collect()]);
+    }
+    check_group(layout, group)?;
+    Ok(x.iter()
+        .map(|v| {
+            (0..v.len())
+                .map(|i| {
+                    let (j, tok) = (i / t, i % t);
+                    let g0 = j - j % group;
+                    (g0..g0 + group).map(|k| v[k * t + tok]).sum()
+                })
+                .collect()
+        })
+        .collect())
+}
+
+/// The rotations `group_sums` uses.
+pub fn group_sums_rotations(layout: &Layout, group: usize) -> Vec<i64> {
+    if group >= layout.features {
+        return row_sum_rotations(layout);
+    }
+    let mut r = Vec::new();
+    let mut step = layout.tokens;
+    while step < group * layout.tokens {
+        r.push(step as i64);
+        r.push(-(step as i64));
+        step *= 2;
+    }
+    r
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

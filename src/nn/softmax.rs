@@ -18,9 +18,10 @@
 //! exp(-range) ~ 1e-28, so they drop out of the sum and of the output.
 
 use super::approx::{
-    chain_scale, check_layout, check_slots, metas, mul, rehearse_depth, row_sum_twin, Exp, Inverse,
+    chain_scale, check_layout, check_slots, metas, mul, mul_plain_down, rehearse_depth, Exp,
+    Inverse,
 };
-use super::packing::{row_sum, row_sum_rotations};
+use super::packing::{group_sums, group_sums_rotations, group_sums_twin};
 use super::Layout;
 use crate::ckks::{Circuit, CkksError, Simulator};
 use crate::math::fft::C64;
@@ -43,6 +44,12 @@ pub struct SoftmaxOptions {
     pub inverse: Inverse,
     /// GPT-2: key j is visible to query t only when j <= t (within each input of a batch).
     pub causal: bool,
+    /// Score matrices side by side (attention heads): the features are `heads` groups of keys
+    /// and each row is normalized within its group (`packing::group_sums`). Default 1.
+    pub heads: usize,
+    /// Column r of a group holds key (t + r) mod T for query t (the diagonal order
+    /// `attention::scores` produces) instead of key r; only the causal mask depends on it.
+    pub diagonal: bool,
 }
 
 impl SoftmaxOptions {
@@ -50,6 +57,23 @@ impl SoftmaxOptions {
     /// are in [e^-gap, keys] and the inverse is sized for that (2^-24 relative).
     pub fn constant(keys: usize, bound: f64, gap: f64, causal: bool) -> Result<Self, CkksError> {
         Self::with_sum_range(Shift::Constant(bound), keys, gap, causal)
+    }
+
+    /// Attention scores: `heads` score matrices of `keys` columns each in diagonal order (see
+    /// `attention`), shifted by each head's row mean plus `above` (>= max - mean).
+    pub fn attention(
+        keys: usize,
+        heads: usize,
+        above: f64,
+        causal: bool,
+    ) -> Result<Self, CkksError> {
+        if heads == 0 {
+            return Err(CkksError::Invalid("softmax over 0 heads".into()));
+        }
+        let mut o = Self::row_mean(keys, above, causal)?;
+        o.heads = heads;
+        o.diagonal = true;
+        Ok(o)
     }
 
     /// The row mean plus `above` (>= max - mean of every row): row sums are in [e^-above, keys].
@@ -86,14 +110,45 @@ impl SoftmaxOptions {
             exp,
             inverse,
             causal,
+            heads: 1,
+            diagonal: false,
         })
+    }
+
+    /// A bound on |score| that the promised shift implies (what a bootstrap of the scores
+    /// assumes): [b - range, b] for a constant b; for the row mean, twice the range.
+    pub fn score_bound(&self) -> f64 {
+        match self.shift {
+            Shift::Constant(b) => b.abs().max((b - self.exp.range).abs()),
+            Shift::RowMean { .. } => 2.0 * self.exp.range,
+        }
+    }
+
+    fn group(&self, layout: &Layout) -> Result<usize, CkksError> {
+        if self.heads == 0 || layout.features % self.heads != 0 {
+            return Err(CkksError::Invalid(format!(
+                "{} score columns do not split into {} heads",
+                layout.features, self.heads
+            )));
+        }
+        Ok(layout.features / self.heads)
     }
 }
 
 /// The 0/1 mask per ciphertext: 1 for real keys (column < K) that the query may see.
 pub fn mask(layout: &Layout, causal: bool) -> Vec<Vec<f64>> {
+    mask_with(layout, causal, layout.features, false)
+}
+
+/// `mask` for score matrices in groups of `group` columns, in diagonal order or not.
+pub fn mask_with(layout: &Layout, causal: bool, group: usize, diagonal: bool) -> Vec<Vec<f64>> {
     let (t, f) = (layout.tokens, layout.per_ct);
     let tin = layout.tokens_per_input();
+    let visible = |col: usize, tok: usize| {
+        let (r, q) = (col % group, tok % tin);
+        let key = if diagonal { (q + r) % tin } else { r };
+        !causal || key <= q
+    };
     (0..layout.cts())
         .map(|ci| {
             let mut v = vec![0.0; layout.slots()];
@@ -103,7 +158,7 @@ pub fn mask(layout: &Layout, causal: bool) -> Vec<Vec<f64>> {
                     continue;
                 }
                 for tok in 0..t {
-                    if !causal || col <= tok % tin {
+                    if visible(col, tok) {
                         v[j * t + tok] = 1.0;
                     }
                 }
@@ -111,6 +166,28 @@ pub fn mask(layout: &Layout, causal: bool) -> Vec<Vec<f64>> {
             v
         })
         .collect()
+}
+
+/// Per slot, -2 / (R n) with n the visible keys of the slot's row and group (0 where masked):
+/// the row mean's weight in the change of variable.
+fn mean_weights(
+    layout: &Layout,
+    masks: &[Vec<f64>],
+    group: usize,
+    r: f64,
+) -> Result<Vec<Vec<f64>>, CkksError> {
+    let counts = group_sums_twin(layout, masks, group)?;
+    Ok(masks
+        .iter()
+        .enumerate()
+        .map(|(ci, m)| {
+            let n = &counts[ci.min(counts.len() - 1)];
+            m.iter()
+                .zip(n)
+                .map(|(&mv, &cnt)| if mv == 0.0 { 0.0 } else { -2.0 / (r * cnt) })
+                .collect()
+        })
+        .collect())
 }
 
 fn offset(o: &SoftmaxOptions) -> f64 {
@@ -127,35 +204,77 @@ fn softmax_impl<C: Circuit>(
     o: &SoftmaxOptions,
 ) -> Result<Vec<C::Ct>, CkksError> {
     let r = o.exp.range;
-    let k = layout.features as f64;
-    let masks = mask(layout, o.causal);
-    let sums = match o.shift {
-        Shift::RowMean { .. } => Some(row_sum(c, layout, x)?),
-        Shift::Constant(_) => None,
+    let group = o.group(layout)?;
+    let masks = mask_with(layout, o.causal, group, o.diagonal);
+    let weights = mean_weights(layout, &masks, group, r)?;
+    let mean = matches!(o.shift, Shift::RowMean { .. });
+    let masked = group < layout.features;
+    // The change of variable takes one level; grouped sums one more, and a causal mean one more
+    // (only visible keys are averaged).
+    let need = 1 + usize::from(mean && masked) + usize::from(mean && o.causal);
+    let x = x
+        .iter()
+        .map(|ct| c.refresh(ct, need, o.score_bound()))
+        .collect::<Result<Vec<_>, _>>()?;
+    let x = &x[..];
+    let sums = if mean {
+        let visible = if o.causal {
+            x.iter()
+                .zip(&masks)
+                .map(|(ct, m)| {
+                    let m: Vec<C64> = m.iter().map(|&v| C64::new(v, 0.0)).collect();
+                    mul_plain_down(c, ct, &m)
+                })
+                .collect::<Result<Vec<_>, _>>()?
+        } else {
+            x.to_vec()
+        };
+        Some(group_sums(c, layout, &visible, group)?)
+    } else {
+        None
     };
     let mut es = Vec::with_capacity(x.len());
-    for (ct, m) in x.iter().zip(&masks) {
-        let l = c.level(ct);
+    for (i, (ct, m)) in x.iter().zip(&masks).enumerate() {
+        let s = sums.as_ref().map(|s| &s[i.min(s.len() - 1)]);
+        let l = s.map_or(c.level(ct), |s| c.level(s));
         if l == 0 {
             return Err(CkksError::LevelsExhausted("softmax at level 0".into()));
         }
+        let ct = &c.drop_to_level(ct, l)?;
         // u = m (2/R)(x - shift + R) - 1: in [-1, 1] for visible keys, -1 for masked ones.
         let target = chain_scale(c, l - 1);
-        let pt_scale = target * c.params().rescale_factor(l) / c.scale(ct);
+        let pt_scale = |x: &C::Ct| target * c.params().rescale_factor(l) / c.scale(x);
         let slots = |f: f64| -> Vec<C64> { m.iter().map(|&v| C64::new(v * f, 0.0)).collect() };
         let xm = c.add_const(ct, offset(o))?;
-        let mut a = c.mul_plain(&xm, &c.encode(&slots(2.0 / r), l, pt_scale)?)?;
-        if let Some(s) = &sums {
-            let b = c.mul_plain(s, &c.encode(&slots(-2.0 / (r * k)), l, pt_scale)?)?;
+        let mut a = c.mul_plain(&xm, &c.encode(&slots(2.0 / r), l, pt_scale(ct))?)?;
+        if let Some(s) = s {
+            let w: Vec<C64> = weights[i].iter().map(|&v| C64::new(v, 0.0)).collect();
+            let b = c.mul_plain(s, &c.encode(&w, l, pt_scale(s))?)?;
             a = c.add(&a, &b)?;
         }
         let u = c.with_scale(&c.rescale(&a)?, target);
         let u = c.add_const(&u, -1.0)?;
         es.push(o.exp.evaluate_unit(c, &u)?);
     }
-    let total = row_sum(c, layout, &es)?;
-    let inv = o.inverse.evaluate(c, &total)?;
-    es.iter().map(|e| mul(c, e, &inv)).collect()
+    let masked = group < layout.features;
+    let es = es
+        .iter()
+        .map(|e| c.refresh(e, usize::from(masked), 1.0))
+        .collect::<Result<Vec<_>, _>>()?;
+    let totals = group_sums(c, layout, &es, group)?;
+    let invs = totals
+        .iter()
+        .map(|s| o.inverse.evaluate(c, s))
+        .collect::<Result<Vec<_>, _>>()?;
+    let inv_bound = 1.5 / o.inverse.a;
+    es.iter()
+        .enumerate()
+        .map(|(i, e)| {
+            let e = c.refresh(e, 1, 1.0)?;
+            let inv = c.refresh(&invs[i.min(invs.len() - 1)], 1, inv_bound)?;
+            mul(c, &e, &inv)
+        })
+        .collect()
 }
 
 /// Encrypted row softmax of a score matrix in `layout` (keys as features; all ciphertexts at one
@@ -173,6 +292,17 @@ pub fn softmax<C: Circuit>(
     softmax_impl(c, layout, x, o)
 }
 
+/// `softmax` without the rehearsal (for circuits that rehearse a whole block).
+pub(crate) fn softmax_in<C: Circuit>(
+    c: &C,
+    layout: &Layout,
+    x: &[C::Ct],
+    o: &SoftmaxOptions,
+) -> Result<Vec<C::Ct>, CkksError> {
+    check_layout(c, layout, x)?;
+    softmax_impl(c, layout, x, o)
+}
+
 /// The f64 twin on the same slot vectors: the same shift, mask, polynomials and iterations.
 /// `OutOfRange` when a visible score leaves exp's interval or a row sum leaves the inverse's.
 pub fn softmax_twin(
@@ -181,17 +311,29 @@ pub fn softmax_twin(
     o: &SoftmaxOptions,
 ) -> Result<Vec<Vec<f64>>, CkksError> {
     check_slots(layout, x)?;
-    let (r, k, t) = (o.exp.range, layout.features as f64, layout.tokens);
-    let masks = mask(layout, o.causal);
-    let sums = row_sum_twin(layout, x);
+    let r = o.exp.range;
+    let group = o.group(layout)?;
+    let masks = mask_with(layout, o.causal, group, o.diagonal);
+    let weights = mean_weights(layout, &masks, group, r)?;
+    let visible: Vec<Vec<f64>> = if o.causal {
+        x.iter()
+            .zip(&masks)
+            .map(|(v, m)| v.iter().zip(m).map(|(a, b)| a * b).collect())
+            .collect()
+    } else {
+        x.to_vec()
+    };
+    let sums = group_sums_twin(layout, &visible, group)?;
     let mut es = Vec::with_capacity(x.len());
-    for (v, m) in x.iter().zip(&masks) {
+    for (ci, (v, m)) in x.iter().zip(&masks).enumerate() {
+        let sums = &sums[ci.min(sums.len() - 1)];
         let mut e = Vec::with_capacity(v.len());
         for (i, (&xv, &mv)) in v.iter().zip(m).enumerate() {
-            let s = sums[i % t];
+            let s = sums[i];
+            let w = weights[ci][i];
             let (shift, mean_term) = match o.shift {
                 Shift::Constant(b) => (b, 0.0),
-                Shift::RowMean { above } => (s / k + above, mv * (-2.0 / (r * k)) * s),
+                Shift::RowMean { above } => (-w * r / 2.0 * s + above, w * s),
             };
             if mv != 0.0 && !(xv - shift >= -r * (1.0 + 1e-12) && xv - shift <= 1e-9 * r) {
                 return Err(CkksError::OutOfRange(format!(
@@ -203,15 +345,29 @@ pub fn softmax_twin(
         }
         es.push(e);
     }
-    let total = row_sum_twin(layout, &es);
-    let inv: Vec<f64> = total
-        .iter()
-        .map(|&s| o.inverse.twin(s))
-        .collect::<Result<_, _>>()?;
-    Ok(es
-        .iter()
-        .map(|e| e.iter().enumerate().map(|(i, v)| v * inv[i % t]).collect())
-        .collect())
+    let totals = group_sums_twin(layout, &es, group)?;
+    let mut out = Vec::with_capacity(es.len());
+    for (ci, e) in es.iter().enumerate() {
+        let total = &totals[ci.min(totals.len() - 1)];
+        let m = &masks[ci];
+        let row = e
+            .iter()
+            .zip(total)
+            .zip(m)
+            .map(|((v, &s), &mv)| {
+                // Padding groups (all masked) sum to ~0, outside the inverse's interval; their
+                // output is ~0 either way.
+                let inv = if mv == 0.0 && s < o.inverse.a {
+                    o.inverse.twin_unchecked(s)
+                } else {
+                    o.inverse.twin(s)?
+                };
+                Ok(v * inv)
+            })
+            .collect::<Result<Vec<f64>, CkksError>>()?;
+        out.push(row);
+    }
+    Ok(out)
 }
 
 /// Exact row softmax of a row-major T x K matrix (masked entries 0).
@@ -238,9 +394,9 @@ pub fn softmax_exact(layout: &Layout, x: &[Vec<f64>], causal: bool) -> Vec<Vec<f
         .collect()
 }
 
-/// Rotation keys softmax needs (its row sums).
-pub fn rotations(layout: &Layout) -> Vec<i64> {
-    row_sum_rotations(layout)
+/// Rotation keys softmax needs (its row sums, per head).
+pub fn rotations(layout: &Layout, heads: usize) -> Vec<i64> {
+    group_sums_rotations(layout, layout.features / heads.max(1))
 }
 
 /// Levels the layer uses on these parameters (rehearsed on the simulator from the top level).

@@ -19,6 +19,9 @@
 //!    S makes it m again, at the compute level's default scale exactly.
 
 pub mod dft;
+pub mod refresh;
+
+pub use refresh::Refreshing;
 
 use std::f64::consts::PI;
 use std::sync::Arc;
@@ -161,12 +164,23 @@ fn preset_list() -> Vec<(ParametersLiteral, BootstrapLiteral)> {
         extra_special_primes: 1,
         ..Default::default()
     };
+    // The same with 9 compute levels, like the N=2^16 preset: for tests of encrypted layers
+    // and blocks that bootstrap between stages. NOT secure.
+    let n12_deep = ParametersLiteral {
+        name: "N12_L9_S50_boot_insecure".into(),
+        levels: 9,
+        ..n12.clone()
+    };
     let n12_boot = BootstrapLiteral {
         cts_levels: 3,
         stc_levels: 2,
         ..Default::default()
     };
-    vec![(n16, BootstrapLiteral::default()), (n12, n12_boot)]
+    vec![
+        (n16, BootstrapLiteral::default()),
+        (n12, n12_boot.clone()),
+        (n12_deep, n12_boot),
+    ]
 }
 
 /// The bootstrapping presets with their full parameter literals. Names spell N, compute levels,
@@ -304,8 +318,24 @@ pub fn gen_bootstrap_keys(
     lit: &BootstrapLiteral,
     extra_rotations: &[i64],
 ) -> Result<EvaluationKeys, CkksError> {
+    let extra: Vec<(i64, usize)> = extra_rotations
+        .iter()
+        .map(|&r| (r, p.max_level()))
+        .collect();
+    gen_bootstrap_keys_at(kg, sk, p, lit, &extra)
+}
+
+/// As `gen_bootstrap_keys`, with each extra rotation's key sized for the highest level it is used
+/// at (a circuit between bootstraps runs at the compute levels: `Parameters::compute_top_level`).
+pub fn gen_bootstrap_keys_at(
+    kg: &mut KeyGenerator,
+    sk: &SecretKey,
+    p: &Parameters,
+    lit: &BootstrapLiteral,
+    extra_rotations: &[(i64, usize)],
+) -> Result<EvaluationKeys, CkksError> {
     let mut rots = rotations_with_levels(p, lit)?;
-    rots.extend(extra_rotations.iter().map(|&r| (r, p.max_level())));
+    rots.extend_from_slice(extra_rotations);
     let galois = kg.gen_galois_keys_at(sk, &rots, Some(conjugation_level(p, lit)?));
     let encapsulation = (lit.ephemeral_hamming_weight > 0)
         .then(|| kg.gen_encapsulation_keys(sk, lit.ephemeral_hamming_weight));
