@@ -5,6 +5,7 @@
 pub mod backend;
 pub mod bench;
 pub mod ckks;
+pub mod layer_bench;
 pub mod math;
 pub mod nn;
 pub mod selftest;

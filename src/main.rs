@@ -51,6 +51,44 @@ enum Cmd {
         #[command(subcommand)]
         what: BenchCmd,
     },
+    /// Predicts a layer's or block's time and operation counts without running it: bootstraps
+    /// placed on the simulator, operations priced by a cost model timed on the backend.
+    Estimate {
+        #[command(flatten)]
+        shape: LayerShape,
+        /// Identical layers (BERT-base: 12).
+        #[arg(long, default_value_t = 1)]
+        layers: usize,
+    },
+}
+
+/// The layer and shape of `bench layer` and `estimate`.
+#[derive(clap::Args)]
+struct LayerShape {
+    /// matmul, attention, softmax, layernorm, gelu, argmax, bert-block or gpt2-block.
+    #[arg(long, value_parser = clap::builder::PossibleValuesParser::new(umbra::layer_bench::KINDS))]
+    kind: String,
+    /// Hidden size D (argmax: the number of logits).
+    #[arg(long, default_value_t = 768)]
+    hidden: usize,
+    /// Attention heads.
+    #[arg(long, default_value_t = 12)]
+    heads: usize,
+    /// Tokens (a power of two).
+    #[arg(long, default_value_t = 128)]
+    tokens: usize,
+    /// Bootstrapping preset (see `umbra params`).
+    #[arg(long, default_value = umbra::layer_bench::DEFAULT_PRESET)]
+    preset: String,
+    /// cpu, cuda, wgpu or auto (default: UMBRA_BACKEND, else auto).
+    #[arg(long)]
+    backend: Option<String>,
+    /// Worker threads (default: all cores).
+    #[arg(long)]
+    threads: Option<usize>,
+    /// One JSON object.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Subcommand)]
@@ -72,6 +110,18 @@ enum BenchCmd {
         /// One JSON object per line.
         #[arg(long)]
         json: bool,
+    },
+    /// Runs one encrypted layer or block on random inputs at realistic scale, bootstrapping as
+    /// needed: time, precision against its f64 twin and the exact function, levels, bootstraps.
+    Layer {
+        #[command(flatten)]
+        shape: LayerShape,
+        /// Seed of the random weights and inputs.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Also calibrate the cost model and print the planner's estimate of this run.
+        #[arg(long)]
+        estimate: bool,
     },
     /// Generates bootstrapping keys and bootstraps uniform real inputs: time (median), precision,
     /// levels left, key generation time and key size.
@@ -186,6 +236,15 @@ fn run() -> Result<(), String> {
         } => bench_bootstrap(preset, slots, backend, threads, reps, json)?,
         Cmd::Bench {
             what:
+                BenchCmd::Layer {
+                    shape,
+                    seed,
+                    estimate,
+                },
+        } => bench_layer(shape, seed, estimate)?,
+        Cmd::Estimate { shape, layers } => estimate(shape, layers)?,
+        Cmd::Bench {
+            what:
                 BenchCmd::Ops {
                     preset,
                     backend,
@@ -263,6 +322,76 @@ fn bench_bootstrap(
     if let Some(b) = r.peak_rss_bytes {
         emit(format!("peak resident        {:>10.2} GB", b as f64 / 1e9))?;
     }
+    emit(format!("operations           {:?}", r.ops))
+}
+
+fn bench_layer(s: LayerShape, seed: u64, estimate: bool) -> Result<(), String> {
+    set_threads(s.threads)?;
+    let device = Device::choose(s.backend.as_deref()).map_err(|e| e.to_string())?;
+    let r = umbra::layer_bench::bench_layer(
+        &s.kind, s.hidden, s.heads, s.tokens, &s.preset, device, seed, estimate,
+    )
+    .map_err(|e| e.to_string())?;
+    if s.json {
+        return emit(serde_json::to_string(&r).unwrap());
+    }
+    emit(format!(
+        "# {} hidden {} heads {} tokens {} on {} ({}), {} threads",
+        r.kind, r.hidden, r.heads, r.tokens, r.preset, r.backend, r.threads
+    ))?;
+    emit(format!("time                 {:>10.0} ms", r.ms))?;
+    if let Some(e) = r.estimated_ms {
+        emit(format!(
+            "estimate             {:>10.0} ms ({:+.1}%)",
+            e,
+            100.0 * (r.ms / e - 1.0)
+        ))?;
+    }
+    emit(format!(
+        "precision            {:>10.2} bits vs twin, {:.2} vs exact (twin vs exact {:.2})",
+        r.precision_bits_vs_twin, r.precision_bits_vs_exact, r.precision_bits_twin_vs_exact
+    ))?;
+    emit(format!("levels               {:>10}", r.levels))?;
+    emit(format!("bootstraps           {:>10}", r.bootstraps))?;
+    emit(format!("key generation       {:>10.0} ms", r.keygen_ms))?;
+    emit(format!(
+        "keys in memory       {:>10.2} GB",
+        r.key_bytes as f64 / 1e9
+    ))?;
+    if let Some(b) = r.peak_rss_bytes {
+        emit(format!("peak resident        {:>10.2} GB", b as f64 / 1e9))?;
+    }
+    emit(format!("operations           {:?}", r.ops))
+}
+
+fn estimate(s: LayerShape, layers: usize) -> Result<(), String> {
+    set_threads(s.threads)?;
+    let device = Device::choose(s.backend.as_deref()).map_err(|e| e.to_string())?;
+    let r = umbra::layer_bench::estimate(
+        &s.kind, s.hidden, s.heads, s.tokens, layers, &s.preset, device,
+    )
+    .map_err(|e| e.to_string())?;
+    if s.json {
+        return emit(serde_json::to_string(&r).unwrap());
+    }
+    emit(format!(
+        "# {} x{} hidden {} heads {} tokens {} on {} ({}), {} threads",
+        r.kind, r.layers, r.hidden, r.heads, r.tokens, r.preset, r.backend, r.threads
+    ))?;
+    emit(format!(
+        "estimate             {:>10.0} ms ({:.0} ms per layer)",
+        r.estimated_ms, r.estimated_ms_per_layer
+    ))?;
+    emit(format!(
+        "bootstraps per layer {:>10}",
+        r.bootstraps_per_layer
+    ))?;
+    emit(format!("levels per layer     {:>10}", r.levels_per_layer))?;
+    emit(format!("key switches         {:>10}", r.key_switches))?;
+    emit(format!(
+        "calibration          {:>10.0} ms",
+        r.calibration_ms
+    ))?;
     emit(format!("operations           {:?}", r.ops))
 }
 

@@ -85,6 +85,33 @@ pub fn mul<C: Circuit>(c: &C, a: &C::Ct, b: &C::Ct) -> Result<C::Ct, CkksError> 
     Ok(c.with_scale(&p, chain_scale(c, l - 1)))
 }
 
+/// a + b on the default chain at the lower operand's level (an operand off the chain there costs
+/// one level, as in `mul`): residual connections join a deep branch to a shallow stream.
+pub fn add_aligned<C: Circuit>(c: &C, a: &C::Ct, b: &C::Ct) -> Result<C::Ct, CkksError> {
+    if c.level(a) == c.level(b) && same_scale(c.scale(a), c.scale(b)) {
+        return c.add(a, b);
+    }
+    let l0 = c.level(a).min(c.level(b));
+    let on = |x: &C::Ct, l: usize| c.level(x) == l && same_scale(c.scale(x), chain_scale(c, l));
+    let off = |x: &C::Ct| c.level(x) == l0 && !on(x, l0);
+    let l = if off(a) || off(b) {
+        if l0 == 0 {
+            return Err(exhausted("a sum of unaligned operands", 1, 0));
+        }
+        l0 - 1
+    } else {
+        l0
+    };
+    let fix = |x: &C::Ct| -> Result<C::Ct, CkksError> {
+        if on(x, l) {
+            Ok(x.clone())
+        } else {
+            to_level(c, x, 1.0, l)
+        }
+    };
+    c.add(&fix(a)?, &fix(b)?)
+}
+
 /// x times a plaintext slot vector, one level down on the default chain.
 pub fn mul_plain_down<C: Circuit>(c: &C, x: &C::Ct, values: &[C64]) -> Result<C::Ct, CkksError> {
     let l = c.level(x);
@@ -101,11 +128,21 @@ pub fn mul_plain_down<C: Circuit>(c: &C, x: &C::Ct, values: &[C64]) -> Result<C:
     Ok(c.with_scale(&y, target))
 }
 
+/// Levels a polynomial takes from the top compute level (where every level has the compute
+/// scale; bootstrapping's own levels above it have wider primes).
+pub fn poly_depth<C: Circuit>(c: &C, poly: &Chebyshev) -> Result<usize, CkksError> {
+    let p = c.params();
+    let sim = Simulator::new(p);
+    let top = p.compute_top_level();
+    let y = polynomial::evaluate(&sim, &sim.fresh(top, 1), poly, p.default_scales[top])?;
+    Ok(top - y.level)
+}
+
 /// Evaluates a polynomial so that the result lands on the default chain. The input is first
 /// refreshed to the polynomial's depth (a bootstrap under `Refreshing`, with |x| bounded by the
 /// interval's ends).
 pub fn eval_poly<C: Circuit>(c: &C, x: &C::Ct, poly: &Chebyshev) -> Result<C::Ct, CkksError> {
-    let x = &c.refresh(x, poly.depth(c.params())?, poly.a.abs().max(poly.b.abs()))?;
+    let x = &c.refresh(x, poly_depth(c, poly)?, poly.a.abs().max(poly.b.abs()))?;
     let sim = Simulator::new(c.params());
     let meta = SimCiphertext {
         level: c.level(x),
@@ -430,7 +467,7 @@ impl Inverse {
 
     /// Encrypted 1/x for x in [a, b].
     pub fn evaluate<C: Circuit>(&self, c: &C, x: &C::Ct) -> Result<C::Ct, CkksError> {
-        let x = &c.refresh(x, self.guess.depth(c.params())? + 1, self.b)?;
+        let x = &c.refresh(x, poly_depth(c, &self.guess)? + 1, self.b)?;
         let mut y = eval_poly(c, x, &self.guess)?;
         if self.iterations == 0 {
             return Ok(y);
@@ -661,7 +698,7 @@ impl InvSqrt {
             a: (self.a - e) / k,
             b: (self.b - e) / k,
         };
-        let v = &c.refresh(v, guess.depth(c.params())? + 1, guess.b.abs())?;
+        let v = &c.refresh(v, poly_depth(c, &guess)? + 1, guess.b.abs())?;
         let mut y = eval_poly(c, v, &guess)?;
         if self.iterations == 0 {
             return Ok(y);

@@ -71,30 +71,37 @@ pub fn pack_logits(logits: &[f64], bound: f64) -> Result<Vec<f64>, CkksError> {
 pub fn row_max<C: Circuit>(c: &C, z: &C::Ct, sign: &Sign) -> Result<C::Ct, CkksError> {
     let mut a = z.clone();
     for r in rotations(c.slots(z)) {
+        a = c.refresh(&a, 2, 0.5)?;
         let b = c.rotate(&a, r)?;
         let d = c.sub(&a, &b)?;
-        let s = sign.evaluate(c, &d)?;
+        let s = c.refresh(&sign.evaluate(c, &d)?, 1, 1.0)?;
         let ls = c.level(&s);
-        if ls == 0 {
+        if ls == 0 || c.level(&d) < 2 {
             return Err(CkksError::LevelsExhausted("argmax: no level left".into()));
         }
-        let half_d = to_level(c, &d, 0.5, ls)?;
+        // s is below d without bootstrapping; under `Refreshing` it may be above.
+        let half_d = to_level(c, &d, 0.5, ls.min(c.level(&d) - 1))?;
         let prod = super::approx::mul(c, &half_d, &s)?;
-        let mean = to_level(c, &c.add(&a, &b)?, 0.5, ls - 1)?;
+        let mean = to_level(c, &c.add(&a, &b)?, 0.5, c.level(&prod))?;
         a = c.add(&mean, &prod)?;
     }
     Ok(a)
 }
 
 fn argmax_impl<C: Circuit>(c: &C, x: &C::Ct, o: &ArgmaxOptions) -> Result<C::Ct, CkksError> {
-    let l = c.level(x);
+    let x = c.refresh(x, 1, o.bound)?;
+    let l = c.level(&x);
     if l == 0 {
         return Err(CkksError::LevelsExhausted("argmax at level 0".into()));
     }
-    let z = to_level(c, x, 1.0 / (2.0 * o.bound), l - 1)?;
+    let z = to_level(c, &x, 1.0 / (2.0 * o.bound), l - 1)?;
     let m = row_max(c, &z, &o.sign)?;
-    let zm = to_level(c, &z, 1.0, c.level(&m))?;
-    let w = c.add_const(&c.sub(&zm, &m)?, o.delta())?;
+    let w = if c.level(&z) > c.level(&m) {
+        c.sub(&to_level(c, &z, 1.0, c.level(&m))?, &m)?
+    } else {
+        super::approx::add_aligned(c, &z, &c.mul_int(&m, -1)?)?
+    };
+    let w = c.add_const(&w, o.delta())?;
     o.step.evaluate(c, &w)
 }
 
@@ -103,6 +110,11 @@ fn argmax_impl<C: Circuit>(c: &C, x: &C::Ct, o: &ArgmaxOptions) -> Result<C::Ct,
 pub fn argmax<C: Circuit>(c: &C, x: &C::Ct, o: &ArgmaxOptions) -> Result<C::Ct, CkksError> {
     let meta = metas(c, std::slice::from_ref(x));
     argmax_impl(&Simulator::new(c.params()), &meta[0], o)?;
+    argmax_impl(c, x, o)
+}
+
+/// `argmax` without the rehearsal (for circuits that bootstrap or rehearse a whole model).
+pub fn argmax_in<C: Circuit>(c: &C, x: &C::Ct, o: &ArgmaxOptions) -> Result<C::Ct, CkksError> {
     argmax_impl(c, x, o)
 }
 

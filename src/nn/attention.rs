@@ -354,8 +354,7 @@ pub fn attention<C: Circuit>(
 }
 
 /// The circuit for a planner: no rehearsal (the caller rehearses the whole block).
-#[allow(dead_code)]
-pub(crate) fn attention_unchecked<C: Circuit>(
+pub fn attention_unchecked<C: Circuit>(
     c: &C,
     layout: &Layout,
     q: &[C::Ct],

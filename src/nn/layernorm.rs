@@ -24,14 +24,21 @@ pub struct LayerNormOptions {
     /// 1/sqrt on the interval var + eps lies in.
     pub inv_sqrt: InvSqrt,
     pub eps: f64,
+    /// |x| <= bound for the inputs (what a bootstrap of them assumes). Default `DEFAULT_BOUND`.
+    pub bound: f64,
 }
 
 impl LayerNormOptions {
+    /// Residual-stream activations of BERT-base and GPT-2 stay well inside 64 (outlier features
+    /// aside; raise it for those).
+    pub const DEFAULT_BOUND: f64 = 64.0;
+
     /// var + eps in `InvSqrt::DEFAULT_INTERVAL` ([0.5, 2500]), 2^-24 relative.
     pub fn new(eps: f64) -> Result<Self, CkksError> {
         Ok(LayerNormOptions {
             inv_sqrt: InvSqrt::layernorm_default()?,
             eps,
+            bound: Self::DEFAULT_BOUND,
         })
     }
 
@@ -40,6 +47,7 @@ impl LayerNormOptions {
         Ok(LayerNormOptions {
             inv_sqrt: InvSqrt::auto(a, b, bits)?,
             eps,
+            bound: Self::DEFAULT_BOUND,
         })
     }
 }
@@ -72,6 +80,12 @@ fn layernorm_impl<C: Circuit>(
     o: &LayerNormOptions,
 ) -> Result<Vec<C::Ct>, CkksError> {
     let d = layout.features as f64;
+    // Mean, squares and the padding correction: 3 levels before the inverse square root.
+    let x = x
+        .iter()
+        .map(|ct| c.refresh(ct, 3, o.bound))
+        .collect::<Result<Vec<_>, _>>()?;
+    let x = &x[..];
     let l = c.level(&x[0]);
     if l < 2 {
         return Err(CkksError::LevelsExhausted(format!(
@@ -95,9 +109,12 @@ fn layernorm_impl<C: Circuit>(
     }
     // r = 1 / sqrt(v / D + eps).
     let r = o.inv_sqrt.evaluate_affine(c, &v, 1.0 / d, o.eps)?;
+    let r = c.refresh(&r, 1, 1.5 / o.inv_sqrt.a.sqrt())?;
+    let g_max = gamma.iter().fold(0.0f64, |m, v| m.max(v.abs()));
     let mut out = Vec::with_capacity(x.len());
     for (i, xi) in xc.iter().enumerate() {
         let g = mul_plain_down(c, xi, &layout.broadcast_features(i, gamma, 0.0))?;
+        let g = c.refresh(&g, 1, (2.0 * o.bound * g_max).max(1.0))?;
         let y = mul(c, &g, &r)?;
         let values = layout.broadcast_features(i, beta, 0.0);
         let b = c.encode(&values, c.level(&y), c.scale(&y))?;
@@ -128,6 +145,20 @@ pub fn layernorm<C: Circuit>(
         beta,
         o,
     )?;
+    layernorm_impl(c, layout, x, gamma, beta, o)
+}
+
+/// `layernorm` without the rehearsal (for circuits that rehearse a whole block).
+pub fn layernorm_in<C: Circuit>(
+    c: &C,
+    layout: &Layout,
+    x: &[C::Ct],
+    gamma: &[f64],
+    beta: &[f64],
+    o: &LayerNormOptions,
+) -> Result<Vec<C::Ct>, CkksError> {
+    check_layout(c, layout, x)?;
+    check_affine(layout, gamma, beta, o.eps)?;
     layernorm_impl(c, layout, x, gamma, beta, o)
 }
 

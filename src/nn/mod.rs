@@ -4,10 +4,12 @@
 pub mod approx;
 pub mod argmax;
 pub mod attention;
+pub mod block;
 pub mod gelu;
 pub mod layernorm;
 pub mod matmul;
 pub mod packing;
+pub mod planner;
 pub mod softmax;
 
 pub use matmul::Linear;

@@ -293,7 +293,7 @@ pub fn softmax<C: Circuit>(
 }
 
 /// `softmax` without the rehearsal (for circuits that rehearse a whole block).
-pub(crate) fn softmax_in<C: Circuit>(
+pub fn softmax_in<C: Circuit>(
     c: &C,
     layout: &Layout,
     x: &[C::Ct],

@@ -70,7 +70,19 @@ impl<'a, C: Circuit> Refreshing<'a, C> {
             let y = c.mul_const(&x, 1.0 / k, target * p.rescale_factor(1) / c.scale(&x))?;
             c.with_scale(&c.rescale(&y)?, target)
         };
+        // A sparse ciphertext (n slots) is n-periodic in the bootstrapper's slots.
+        let n = c.slots(&x);
+        let x = if n < self.boot.slots() {
+            c.with_slots(&x, self.boot.slots())?
+        } else {
+            x
+        };
         let y = self.boot.bootstrap(c, &x)?;
+        let y = if n < self.boot.slots() {
+            c.with_slots(&y, n)?
+        } else {
+            y
+        };
         self.bootstraps.set(self.bootstraps.get() + 1);
         if k > 1.0 {
             c.mul_int(&y, k as i64)

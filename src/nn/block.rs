@@ -1,0 +1,351 @@
+//! Transformer blocks built from the layers: BERT's encoder block (post-LN) and GPT-2's block
+//! (pre-LN, causal attention, GELU's tanh form), each with an f64 twin (the same packing and
+//! approximations, bootstraps as identity) and the exact reference (true softmax, GELU,
+//! LayerNorm).
+//!
+//! ```text
+//! BERT:  h = LN1(x + Wo attn(x Wq, x Wk, x Wv));     y = LN2(h + W2 gelu(h W1))
+//! GPT-2: x' = x + Wo attn(LN1(x) Wq, ...) (causal);  y = x' + W2 gelu(LN2(x') W1)
+//! ```
+//!
+//! Written once against `Circuit`: on a plain evaluator it needs all its levels up front; under
+//! `ckks::bootstrap::Refreshing` every stage refreshes what it consumes (`Circuit::refresh`), so
+//! the block runs on the bootstrapping parameter sets, and on `Refreshing<Simulator>` the same
+//! code places the bootstraps and counts the operations (the planner, `planner.rs`).
+
+use super::approx::{add_aligned, PolyApprox};
+use super::attention::{self, AttentionOptions};
+use super::gelu;
+use super::layernorm::{self, LayerNormOptions};
+use super::matmul::{linear, linear_rotations, Linear};
+use super::packing::Layout;
+use crate::ckks::{Circuit, CkksError};
+use crate::math::sampling::Prng;
+
+/// Which block.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+pub enum BlockKind {
+    /// BERT encoder block: post-LN, bidirectional attention, GELU (erf).
+    Bert,
+    /// GPT-2 block: pre-LN, causal attention, GELU (tanh).
+    Gpt2,
+}
+
+/// One block's weights (HF names: attention.self.{query,key,value}, attention.output.dense,
+/// intermediate.dense, output.dense and the two LayerNorms; GPT-2's c_attn split in three).
+#[derive(Clone, Debug)]
+pub struct BlockWeights {
+    pub q: Linear,
+    pub k: Linear,
+    pub v: Linear,
+    pub o: Linear,
+    pub ln1: (Vec<f64>, Vec<f64>),
+    pub ff1: Linear,
+    pub ff2: Linear,
+    pub ln2: (Vec<f64>, Vec<f64>),
+}
+
+fn gaussian(prng: &mut Prng) -> f64 {
+    let u = |p: &mut Prng| ((p.next_u64() >> 11) as f64 + 0.5) / (1u64 << 53) as f64;
+    let (a, b) = (u(prng), u(prng));
+    (-2.0 * a.ln()).sqrt() * (2.0 * std::f64::consts::PI * b).cos()
+}
+
+fn random_linear(prng: &mut Prng, d_in: usize, d_out: usize, gain: f64) -> Linear {
+    let s = gain / (d_in as f64).sqrt();
+    let weight = (0..d_in)
+        .map(|_| (0..d_out).map(|_| s * gaussian(prng)).collect())
+        .collect();
+    let bias = (0..d_out).map(|_| 0.02 * gaussian(prng)).collect();
+    Linear { weight, bias }
+}
+
+impl BlockWeights {
+    /// Random weights at the scale of trained BERT-base / GPT-2 (std ~ 1/sqrt(d_in), so unit
+    /// activations stay unit; Q and K a little larger so that attention is not uniform; LayerNorm
+    /// gains 1 +- 0.1). Deterministic in `seed`.
+    pub fn random(hidden: usize, ffn: usize, seed: u64) -> Self {
+        let mut s = [0u8; 32];
+        s[..8].copy_from_slice(&seed.to_le_bytes());
+        let mut prng = Prng::from_seed(s);
+        let ln = |p: &mut Prng| -> (Vec<f64>, Vec<f64>) {
+            (
+                (0..hidden).map(|_| 1.0 + 0.1 * gaussian(p)).collect(),
+                (0..hidden).map(|_| 0.05 * gaussian(p)).collect(),
+            )
+        };
+        let q = random_linear(&mut prng, hidden, hidden, 1.5);
+        let k = random_linear(&mut prng, hidden, hidden, 1.5);
+        let v = random_linear(&mut prng, hidden, hidden, 1.0);
+        let o = random_linear(&mut prng, hidden, hidden, 1.0);
+        let ln1 = ln(&mut prng);
+        let ff1 = random_linear(&mut prng, hidden, ffn, 1.0);
+        let ff2 = random_linear(&mut prng, ffn, hidden, 1.0);
+        let ln2 = ln(&mut prng);
+        BlockWeights {
+            q,
+            k,
+            v,
+            o,
+            ln1,
+            ff1,
+            ff2,
+            ln2,
+        }
+    }
+
+    pub fn hidden(&self) -> usize {
+        self.q.d_in()
+    }
+
+    pub fn ffn(&self) -> usize {
+        self.ff1.d_out()
+    }
+}
+
+/// Random activations with unit variance per token (what a block sees after the embeddings'
+/// LayerNorm), row-major T x D.
+pub fn random_input(tokens: usize, hidden: usize, seed: u64) -> Vec<Vec<f64>> {
+    let mut s = [0u8; 32];
+    s[..8].copy_from_slice(&seed.to_le_bytes());
+    s[31] = 1;
+    let mut prng = Prng::from_seed(s);
+    (0..tokens)
+        .map(|_| (0..hidden).map(|_| gaussian(&mut prng)).collect())
+        .collect()
+}
+
+/// A block: its kind, weights and approximations.
+#[derive(Clone, Debug)]
+pub struct Block {
+    pub kind: BlockKind,
+    pub weights: BlockWeights,
+    pub attention: AttentionOptions,
+    pub layernorm: LayerNormOptions,
+    pub gelu: PolyApprox,
+    /// |activation| <= bound on the residual stream and the Q, K, V and FFN outputs (what their
+    /// bootstraps assume).
+    pub bound: f64,
+}
+
+impl Block {
+    /// Default approximations for `layout` (T tokens per input): softmax with the row mean plus
+    /// 8, LayerNorm on [0.5, 2500], GELU on [-16, 16], activations within 16.
+    pub fn new(
+        kind: BlockKind,
+        weights: BlockWeights,
+        heads: usize,
+        layout: &Layout,
+    ) -> Result<Self, CkksError> {
+        let bound = 16.0;
+        let causal = kind == BlockKind::Gpt2;
+        let attention = AttentionOptions::new(layout, heads, 8.0, bound, causal)?;
+        let mut layernorm = LayerNormOptions::new(1e-5)?;
+        layernorm.bound = bound;
+        let gelu = match kind {
+            BlockKind::Bert => gelu::default_erf()?,
+            BlockKind::Gpt2 => gelu::default_tanh()?,
+        };
+        if layout.features != weights.hidden() {
+            return Err(CkksError::Invalid(format!(
+                "a {}-feature layout for a block of hidden size {}",
+                layout.features,
+                weights.hidden()
+            )));
+        }
+        Ok(Block {
+            kind,
+            weights,
+            attention,
+            layernorm,
+            gelu,
+            bound,
+        })
+    }
+
+    fn linear<C: Circuit>(
+        &self,
+        c: &C,
+        layout: &Layout,
+        x: &[C::Ct],
+        lin: &Linear,
+    ) -> Result<Vec<C::Ct>, CkksError> {
+        let x = x
+            .iter()
+            .map(|ct| c.refresh(ct, 1, self.bound))
+            .collect::<Result<Vec<_>, _>>()?;
+        // All inputs at one level (a refresh may have lifted only some of them).
+        let l = x.iter().map(|ct| c.level(ct)).min().unwrap_or(0);
+        let x = x
+            .iter()
+            .map(|ct| c.drop_to_level(ct, l))
+            .collect::<Result<Vec<_>, _>>()?;
+        linear(c, &layout.with_features(lin.d_in()), &x, lin)
+    }
+
+    fn ln<C: Circuit>(
+        &self,
+        c: &C,
+        layout: &Layout,
+        x: &[C::Ct],
+        (g, b): &(Vec<f64>, Vec<f64>),
+    ) -> Result<Vec<C::Ct>, CkksError> {
+        layernorm::layernorm_in(c, layout, x, g, b, &self.layernorm)
+    }
+
+    fn residual<C: Circuit>(c: &C, a: &[C::Ct], b: &[C::Ct]) -> Result<Vec<C::Ct>, CkksError> {
+        a.iter().zip(b).map(|(x, y)| add_aligned(c, x, y)).collect()
+    }
+
+    fn attention_branch<C: Circuit>(
+        &self,
+        c: &C,
+        layout: &Layout,
+        h: &[C::Ct],
+    ) -> Result<Vec<C::Ct>, CkksError> {
+        let w = &self.weights;
+        let q = self.linear(c, layout, h, &w.q)?;
+        let k = self.linear(c, layout, h, &w.k)?;
+        let v = self.linear(c, layout, h, &w.v)?;
+        let a = attention::attention_unchecked(c, layout, &q, &k, &v, &self.attention)?;
+        self.linear(c, layout, &a, &w.o)
+    }
+
+    fn ffn_branch<C: Circuit>(
+        &self,
+        c: &C,
+        layout: &Layout,
+        h: &[C::Ct],
+    ) -> Result<Vec<C::Ct>, CkksError> {
+        let w = &self.weights;
+        let f = self.linear(c, layout, h, &w.ff1)?;
+        let g = f
+            .iter()
+            .map(|ct| self.gelu.evaluate(c, ct))
+            .collect::<Result<Vec<_>, _>>()?;
+        self.linear(c, &layout.with_features(w.ffn()), &g, &w.ff2)
+    }
+
+    /// The encrypted block on a T x D matrix in `layout` (D = hidden). Run it under `Refreshing`
+    /// (bootstrapping parameters) or with enough levels; `planner::plan` rehearses it.
+    pub fn forward<C: Circuit>(
+        &self,
+        c: &C,
+        layout: &Layout,
+        x: &[C::Ct],
+    ) -> Result<Vec<C::Ct>, CkksError> {
+        super::approx::check_layout(c, layout, x)?;
+        let w = &self.weights;
+        match self.kind {
+            BlockKind::Bert => {
+                let a = self.attention_branch(c, layout, x)?;
+                let h = self.ln(c, layout, &Self::residual(c, x, &a)?, &w.ln1)?;
+                let f = self.ffn_branch(c, layout, &h)?;
+                self.ln(c, layout, &Self::residual(c, &h, &f)?, &w.ln2)
+            }
+            BlockKind::Gpt2 => {
+                let h = self.ln(c, layout, x, &w.ln1)?;
+                let a = self.attention_branch(c, layout, &h)?;
+                let x2 = Self::residual(c, x, &a)?;
+                let h2 = self.ln(c, layout, &x2, &w.ln2)?;
+                let f = self.ffn_branch(c, layout, &h2)?;
+                Self::residual(c, &x2, &f)
+            }
+        }
+    }
+
+    /// The f64 twin on slot vectors (same packing and approximations; bootstraps are identity).
+    /// `OutOfRange` when an activation leaves an approximation's interval.
+    pub fn twin(&self, layout: &Layout, x: &[Vec<f64>]) -> Result<Vec<Vec<f64>>, CkksError> {
+        let w = &self.weights;
+        let lin = |x: &[Vec<f64>], l: &Linear| -> Result<Vec<Vec<f64>>, CkksError> {
+            let li = layout.with_features(l.d_in());
+            let y = l.twin(&li.unpack(x)?);
+            li.with_features(l.d_out()).pack(&y)
+        };
+        let add = |a: &[Vec<f64>], b: &[Vec<f64>]| -> Vec<Vec<f64>> {
+            a.iter()
+                .zip(b)
+                .map(|(u, v)| u.iter().zip(v).map(|(p, q)| p + q).collect())
+                .collect()
+        };
+        let ln = |x: &[Vec<f64>], (g, b): &(Vec<f64>, Vec<f64>)| {
+            layernorm::layernorm_twin(layout, x, g, b, &self.layernorm)
+        };
+        let attn = |h: &[Vec<f64>]| -> Result<Vec<Vec<f64>>, CkksError> {
+            let (q, k, v) = (lin(h, &w.q)?, lin(h, &w.k)?, lin(h, &w.v)?);
+            let a = attention::attention_twin(layout, &q, &k, &v, &self.attention)?;
+            lin(&a, &w.o)
+        };
+        let ffn = |h: &[Vec<f64>]| -> Result<Vec<Vec<f64>>, CkksError> {
+            let f = lin(h, &w.ff1)?;
+            let g = gelu::gelu_twin(&layout.with_features(w.ffn()), &f, &self.gelu)?;
+            lin(&g, &w.ff2)
+        };
+        match self.kind {
+            BlockKind::Bert => {
+                let h = ln(&add(x, &attn(x)?), &w.ln1)?;
+                ln(&add(&h, &ffn(&h)?), &w.ln2)
+            }
+            BlockKind::Gpt2 => {
+                let x2 = add(x, &attn(&ln(x, &w.ln1)?)?);
+                let f = ffn(&ln(&x2, &w.ln2)?)?;
+                Ok(add(&x2, &f))
+            }
+        }
+    }
+
+    /// The exact block on a row-major T x D matrix (true softmax, GELU and LayerNorm); `tin`
+    /// tokens per input.
+    pub fn exact(&self, x: &[Vec<f64>], tin: usize) -> Vec<Vec<f64>> {
+        let w = &self.weights;
+        let eps = self.layernorm.eps;
+        let add = |a: &[Vec<f64>], b: &[Vec<f64>]| -> Vec<Vec<f64>> {
+            a.iter()
+                .zip(b)
+                .map(|(u, v)| u.iter().zip(v).map(|(p, q)| p + q).collect())
+                .collect()
+        };
+        let ln = |x: &[Vec<f64>], (g, b): &(Vec<f64>, Vec<f64>)| {
+            layernorm::layernorm_exact(x, g, b, eps)
+        };
+        let causal = self.kind == BlockKind::Gpt2;
+        let heads = self.attention.heads;
+        let attn = |h: &[Vec<f64>]| {
+            let a = attention::attention_exact(
+                &w.q.twin(h),
+                &w.k.twin(h),
+                &w.v.twin(h),
+                heads,
+                tin,
+                causal,
+            );
+            w.o.twin(&a)
+        };
+        let ffn = |h: &[Vec<f64>]| w.ff2.twin(&gelu::gelu_exact(&w.ff1.twin(h), &self.gelu));
+        match self.kind {
+            BlockKind::Bert => {
+                let h = ln(&add(x, &attn(x)), &w.ln1);
+                ln(&add(&h, &ffn(&h)), &w.ln2)
+            }
+            BlockKind::Gpt2 => {
+                let x2 = add(x, &attn(&ln(x, &w.ln1)));
+                add(&x2, &ffn(&ln(&x2, &w.ln2)))
+            }
+        }
+    }
+
+    /// Rotation keys the block needs (besides bootstrapping's).
+    pub fn rotations(&self, layout: &Layout) -> Result<Vec<i64>, CkksError> {
+        let (d, f) = (self.weights.hidden(), self.weights.ffn());
+        let mut r = linear_rotations(layout, d, d);
+        r.extend(linear_rotations(layout, d, f));
+        r.extend(linear_rotations(layout, f, d));
+        r.extend(attention::rotations(layout, self.attention.heads)?);
+        r.extend(layernorm::rotations(layout));
+        r.retain(|&x| x.rem_euclid(layout.slots() as i64) != 0);
+        r.sort_unstable();
+        r.dedup();
+        Ok(r)
+    }
+}
