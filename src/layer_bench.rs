@@ -338,10 +338,15 @@ fn plan_job(
     let total: usize = per_group.iter().sum();
     let plan = planner::plan(params, lit, total, slots, |c, x| job.run(c, &split(x)))
         .map_err(|e| CkksError::Invalid(format!("planning on the simulator: {e}")))?;
-    let levels = planner::depth(params.log_n(), 150, total, slots, |c, x| {
-        job.run(c, &split(x))
-    })
-    .map_err(|e| CkksError::Invalid(format!("depth on a deep simulated chain: {e}")))?;
+    let levels = planner::depth(params, total, slots, |c, x| {
+        let mut groups = Vec::new();
+        let mut i = 0;
+        for &n in &per_group {
+            groups.push(x[i..i + n].to_vec());
+            i += n;
+        }
+        job.run(c, &groups)
+    })?;
     Ok(JobPlan { plan, levels })
 }
 

@@ -7,7 +7,7 @@
 //! | --- | --- | --- | --- |
 //! | [`gelu_erf`], [`gelu_tanh`] | [-16, 16] | one Chebyshev polynomial, degree 126 (max error 1e-13 erf, 2e-9 tanh) | 8 |
 //! | [`Exp`] (softmax) | [-64, 0] | exp(x / 32) by a degree-7 polynomial, squared 5 times (max error 2.6e-6) | 1 + 3 + 5 |
-//! | [`Inverse`] (softmax sum) | [a, b], from the softmax options | relative-minimax guess, Goldschmidt (`auto`: shallowest for 2^-24) | 1 + guess + 1 + iterations |
+//! | [`Inverse`] (softmax sum) | [a, b], from the softmax options | relative-minimax guess, Goldschmidt (`auto`: shallowest for 2^-24) | 1 + guess + 1 + iterations + 1 |
 //! | [`InvSqrt`] (LayerNorm) | [0.5, 2500] | relative least-squares guess of degree 62, 4 Newton steps (7e-15 relative) | 1 + 6 + 2 x 4 |
 //! | [`Sign`] (argmax) | [-1, 1] outside (-gap, gap) | composite odd degree-7 polynomials (g3, f3) | 3 per stage |
 //!
@@ -379,7 +379,7 @@ impl Exp {
 /// 1/x on [a, b] (0 < a < b): a guess p of degree m - 1 that minimizes the worst relative error
 /// |1 - x p(x)| on [a, b] (the error is T_m(u(x)) / T_m(u(0)), equioscillating, at most
 /// e0 = 1 / |T_m(u(0))|), then Goldschmidt: y <- y (1 + e), e <- e^2, so the relative error is
-/// e0^(2^iterations). Levels: 1 (change of variable) + ceil(log2 m) + 1 + iterations.
+/// e0^(2^iterations). Levels: 1 (change of variable) + ceil(log2 m) + 1 + iterations + 1.
 /// Outside [a, b]: above b, |e| grows past 1 quickly and the result is garbage; in (0, a) the
 /// error shrinks more slowly than promised; x <= 0 is garbage.
 #[derive(Clone, Debug)]
@@ -415,8 +415,13 @@ impl Inverse {
     /// The shallowest guess degree (2^j - 2, so that its evaluation takes j levels) and
     /// iteration count whose relative error bound is at most 2^-bits.
     pub fn auto(a: f64, b: f64, bits: f64) -> Result<Self, CkksError> {
+        Self::auto_with(a, b, bits, 7)
+    }
+
+    /// `auto` with guesses of degree at most 2^max_j - 2 (1 + max_j levels).
+    pub fn auto_with(a: f64, b: f64, bits: f64, max_j: usize) -> Result<Self, CkksError> {
         let mut best: Option<(usize, Inverse)> = None;
-        for j in 2..=7 {
+        for j in 2..=max_j.clamp(2, 7) {
             let d = (1usize << j) - 2;
             let mut inv = Inverse::new(a, b, d, 0)?;
             let e0 = inv.guess_error;
@@ -445,15 +450,17 @@ impl Inverse {
 
     /// The twin without the interval check (same operations as the encrypted version).
     pub fn twin_unchecked(&self, x: f64) -> f64 {
-        let mut y = self.guess.eval(x);
-        let mut e = 1.0 - x * y;
-        for i in 0..self.iterations {
-            y *= 1.0 + e;
-            if i + 1 < self.iterations {
-                e *= e;
-            }
+        let y0 = self.guess.eval(x);
+        if self.iterations == 0 {
+            return y0;
         }
-        y
+        let mut e = 1.0 - x * y0;
+        let mut p = 1.0 + e;
+        for _ in 1..self.iterations {
+            e *= e;
+            p *= 1.0 + e;
+        }
+        y0 * p
     }
 
     pub fn twin(&self, x: f64) -> Result<f64, CkksError> {
@@ -465,26 +472,32 @@ impl Inverse {
         1.0 / x
     }
 
-    /// Encrypted 1/x for x in [a, b].
+    /// Encrypted 1/x for x in [a, b], as y0 P with P = prod_k (1 + e_k) accumulated apart
+    /// from y0: only e (|e| <= 1) and P (<= 1 / (1 - e0)) ever need bootstrapping, never x or y,
+    /// whose ranges ([a, b] and [1/b, 1/a]) are far wider than their typical values (a
+    /// bootstrap's error scales with the bound it is given). x needs the guess's depth + 1
+    /// levels; the result lands one level below y0's.
     pub fn evaluate<C: Circuit>(&self, c: &C, x: &C::Ct) -> Result<C::Ct, CkksError> {
         let x = &c.refresh(x, poly_depth(c, &self.guess)? + 1, self.b)?;
-        let mut y = eval_poly(c, x, &self.guess)?;
+        let y0 = eval_poly(c, x, &self.guess)?;
         if self.iterations == 0 {
-            return Ok(y);
+            return Ok(y0);
         }
-        let t = mul(c, x, &y)?;
+        let t = mul(c, x, &y0)?;
         let mut e = c.add_const(&c.mul_int(&t, -1)?, 1.0)?;
-        // y stays in [1/b, 1/a] up to the guess's error; |e| <= 1.
-        let y_bound = 1.5 / self.a;
-        for i in 0..self.iterations {
-            y = c.refresh(&y, 1, y_bound)?;
-            e = c.refresh(&e, 1, 1.0)?;
-            y = mul(c, &y, &c.add_const(&e, 1.0)?)?;
-            if i + 1 < self.iterations {
-                e = mul(c, &e, &e)?;
-            }
+        let p_bound = 1.05 / (1.0 - self.guess_error).max(1e-6);
+        let mut p = c.add_const(&e, 1.0)?;
+        // (Under `Refreshing`, which keeps a spare level: e >= 2 after squaring and p >= 2 at
+        // the end, so that y0 p keeps one level for the caller's product.)
+        for _ in 1..self.iterations {
+            e = c.refresh(&e, 2, 1.0)?;
+            e = mul(c, &e, &e)?;
+            p = c.refresh(&p, 1, p_bound)?;
+            p = mul(c, &p, &c.add_const(&e, 1.0)?)?;
         }
-        Ok(y)
+        let p = c.refresh(&p, 1, p_bound)?;
+        // y0 is not refreshed: it has a level left by construction (see above).
+        mul(c, &y0, &p)
     }
 }
 
@@ -628,8 +641,13 @@ impl InvSqrt {
     /// The shallowest (degree 2^j - 2, iterations) pair whose worst relative error on [a, b]
     /// (sampled) is at most 2^-bits.
     pub fn auto(a: f64, b: f64, bits: f64) -> Result<Self, CkksError> {
+        Self::auto_with(a, b, bits, 6)
+    }
+
+    /// `auto` with guesses of degree at most 2^max_j - 2 (1 + max_j levels).
+    pub fn auto_with(a: f64, b: f64, bits: f64, max_j: usize) -> Result<Self, CkksError> {
         let mut best: Option<(usize, InvSqrt)> = None;
-        for j in 3..=6 {
+        for j in 3..=max_j.clamp(3, 6) {
             let mut s = InvSqrt::new(a, b, (1 << j) - 2, 0)?;
             for n in 0..12 {
                 s.iterations = n;
@@ -646,10 +664,12 @@ impl InvSqrt {
             .ok_or_else(|| bad(format!("inverse sqrt: [{a}, {b}] is too wide")))
     }
 
-    /// The default: `DEFAULT_INTERVAL` to 2^-24 relative.
+    /// The default: `DEFAULT_INTERVAL` to 2^-24 relative, with a guess of at most 6 levels so
+    /// that LayerNorm's mean, squares and guess fit between two bootstraps (8 levels with the
+    /// spare one) and the variance is never bootstrapped.
     pub fn layernorm_default() -> Result<Self, CkksError> {
         let (a, b) = Self::DEFAULT_INTERVAL;
-        Self::auto(a, b, 24.0)
+        Self::auto_with(a, b, 24.0, 5)
     }
 
     /// Worst relative error of the twin against 1/sqrt on a log-spaced grid of [a, b].
@@ -698,7 +718,7 @@ impl InvSqrt {
             a: (self.a - e) / k,
             b: (self.b - e) / k,
         };
-        let v = &c.refresh(v, poly_depth(c, &guess)? + 1, guess.b.abs())?;
+        let v = &c.refresh(v, poly_depth(c, &guess)?, guess.b.abs())?;
         let mut y = eval_poly(c, v, &guess)?;
         if self.iterations == 0 {
             return Ok(y);

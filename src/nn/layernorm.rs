@@ -80,10 +80,13 @@ fn layernorm_impl<C: Circuit>(
     o: &LayerNormOptions,
 ) -> Result<Vec<C::Ct>, CkksError> {
     let d = layout.features as f64;
-    // Mean, squares and the padding correction: 3 levels before the inverse square root.
+    // Mean and squares (2 levels), then the inverse square root's guess straight away: the
+    // variance is never bootstrapped (its bound, D 2500, is far above typical values, and a
+    // bootstrap's error scales with the bound).
+    let need = 2 + super::approx::poly_depth(c, &o.inv_sqrt.guess)?;
     let x = x
         .iter()
-        .map(|ct| c.refresh(ct, 3, o.bound))
+        .map(|ct| c.refresh(ct, need, o.bound))
         .collect::<Result<Vec<_>, _>>()?;
     let x = &x[..];
     let l = c.level(&x[0]);

@@ -7,8 +7,9 @@
 //!   bootstraps, and each one stays on the chain's narrowest value range). `plan` runs a circuit
 //!   that way from inputs at the top compute level and returns the bootstraps placed and every
 //!   operation counted by (kind, level), the bootstraps' own operations included.
-//! - **Depth.** `depth` reruns the circuit on a plain simulator over a deep insecure chain of the
-//!   same ring degree (no bootstrapping), which is the layer's multiplicative depth.
+//! - **Depth.** `depth` reruns the circuit on `DepthProbe`, a simulator whose refresh lifts a
+//!   ciphertext for free while it counts each path's rescales: the layer's multiplicative depth,
+//!   however deep (a real chain of 100+ levels cannot be built from NTT primes below 2^30).
 //! - **Cost.** `CostModel::calibrate` times every kind of operation the simulator counts at a few
 //!   levels on the current backend (throwaway keys); costs in between are interpolated linearly
 //!   in the level (limb count). `estimate_ms` prices the counts.
@@ -20,8 +21,8 @@ use std::time::Instant;
 use crate::backend::Backend;
 use crate::ckks::bootstrap::{BootstrapLiteral, Refreshing};
 use crate::ckks::{
-    Bootstrapper, CkksError, Context, Encoder, Encryptor, Evaluator, KeyGenerator, OpCounts,
-    Parameters, ParametersLiteral, SimCiphertext, Simulator,
+    Bootstrapper, Circuit, CkksError, Context, Encoder, Encryptor, Evaluator, KeyGenerator,
+    OpCounts, Parameters, SimCiphertext, Simulator,
 };
 use crate::math::fft::C64;
 
@@ -56,28 +57,153 @@ pub fn plan(
     })
 }
 
-/// Levels a circuit spends without bootstrapping: rehearsed on a deep insecure chain (`levels`
-/// levels of 2^50, ring degree 2^log_n), from the top.
+/// A ciphertext's metadata with the levels its path has consumed (`DepthProbe`).
+#[derive(Clone, Copy, Debug)]
+pub struct Tracked {
+    pub meta: SimCiphertext,
+    pub depth: usize,
+}
+
+/// The simulator on an unbounded chain: `refresh` lifts a ciphertext back to the top compute
+/// level for free, and every ciphertext carries the rescales on its longest path, so a circuit's
+/// multiplicative depth is measured however deep it is (a real chain that deep cannot be built).
+pub struct DepthProbe<'a> {
+    sim: &'a Simulator,
+}
+
+impl<'a> DepthProbe<'a> {
+    pub fn new(sim: &'a Simulator) -> Self {
+        DepthProbe { sim }
+    }
+
+    pub fn track(&self, meta: SimCiphertext) -> Tracked {
+        Tracked { meta, depth: 0 }
+    }
+}
+
+fn t1(a: &Tracked, m: SimCiphertext) -> Tracked {
+    Tracked {
+        meta: m,
+        depth: a.depth,
+    }
+}
+
+fn t2(a: &Tracked, b: &Tracked, m: SimCiphertext) -> Tracked {
+    Tracked {
+        meta: m,
+        depth: a.depth.max(b.depth),
+    }
+}
+
+impl Circuit for DepthProbe<'_> {
+    type Ct = Tracked;
+    type Pt = SimCiphertext;
+
+    fn params(&self) -> &Arc<Parameters> {
+        self.sim.params()
+    }
+    fn level(&self, a: &Tracked) -> usize {
+        a.meta.level
+    }
+    fn scale(&self, a: &Tracked) -> f64 {
+        a.meta.scale
+    }
+    fn slots(&self, a: &Tracked) -> usize {
+        a.meta.slots
+    }
+    fn add(&self, a: &Tracked, b: &Tracked) -> Result<Tracked, CkksError> {
+        Ok(t2(a, b, self.sim.add(&a.meta, &b.meta)?))
+    }
+    fn sub(&self, a: &Tracked, b: &Tracked) -> Result<Tracked, CkksError> {
+        Ok(t2(a, b, self.sim.sub(&a.meta, &b.meta)?))
+    }
+    fn add_const(&self, a: &Tracked, k: f64) -> Result<Tracked, CkksError> {
+        Ok(t1(a, self.sim.add_const(&a.meta, k)?))
+    }
+    fn mul_const(&self, a: &Tracked, k: f64, s: f64) -> Result<Tracked, CkksError> {
+        Ok(t1(a, self.sim.mul_const(&a.meta, k, s)?))
+    }
+    fn mul_int(&self, a: &Tracked, k: i64) -> Result<Tracked, CkksError> {
+        Ok(t1(a, self.sim.mul_int(&a.meta, k)?))
+    }
+    fn mul_relin(&self, a: &Tracked, b: &Tracked) -> Result<Tracked, CkksError> {
+        Ok(t2(a, b, self.sim.mul_relin(&a.meta, &b.meta)?))
+    }
+    fn rescale(&self, a: &Tracked) -> Result<Tracked, CkksError> {
+        let m = self.sim.rescale(&a.meta)?;
+        Ok(Tracked {
+            meta: m,
+            depth: a.depth + 1,
+        })
+    }
+    fn drop_to_level(&self, a: &Tracked, level: usize) -> Result<Tracked, CkksError> {
+        Ok(t1(a, self.sim.drop_to_level(&a.meta, level)?))
+    }
+    fn rotate(&self, a: &Tracked, r: i64) -> Result<Tracked, CkksError> {
+        Ok(t1(a, self.sim.rotate(&a.meta, r)?))
+    }
+    fn rotate_hoisted(&self, a: &Tracked, rs: &[i64]) -> Result<Vec<Tracked>, CkksError> {
+        Ok(self
+            .sim
+            .rotate_hoisted(&a.meta, rs)?
+            .into_iter()
+            .map(|m| t1(a, m))
+            .collect())
+    }
+    fn conjugate(&self, a: &Tracked) -> Result<Tracked, CkksError> {
+        Ok(t1(a, self.sim.conjugate(&a.meta)?))
+    }
+    fn mul_i(&self, a: &Tracked) -> Result<Tracked, CkksError> {
+        Ok(t1(a, self.sim.mul_i(&a.meta)?))
+    }
+    fn with_scale(&self, a: &Tracked, scale: f64) -> Tracked {
+        t1(a, self.sim.with_scale(&a.meta, scale))
+    }
+    fn with_slots(&self, a: &Tracked, slots: usize) -> Result<Tracked, CkksError> {
+        Ok(t1(a, self.sim.with_slots(&a.meta, slots)?))
+    }
+    fn encode(&self, values: &[C64], level: usize, scale: f64) -> Result<SimCiphertext, CkksError> {
+        self.sim.encode(values, level, scale)
+    }
+    fn mul_plain(&self, a: &Tracked, pt: &SimCiphertext) -> Result<Tracked, CkksError> {
+        Ok(t1(a, self.sim.mul_plain(&a.meta, pt)?))
+    }
+    fn add_plain(&self, a: &Tracked, pt: &SimCiphertext) -> Result<Tracked, CkksError> {
+        Ok(t1(a, self.sim.add_plain(&a.meta, pt)?))
+    }
+    fn mod_raise(&self, a: &Tracked, level: usize) -> Result<Tracked, CkksError> {
+        Ok(t1(a, self.sim.mod_raise(&a.meta, level)?))
+    }
+    /// Lifts to the top compute level on the default scale, keeping the depth (a free bootstrap
+    /// with no level of its own).
+    fn refresh(&self, a: &Tracked, need: usize, _bound: f64) -> Result<Tracked, CkksError> {
+        // The same spare level as `Refreshing`, so both see the same circuit.
+        if a.meta.level > need {
+            return Ok(*a);
+        }
+        let top = self.params().compute_top_level();
+        if need > top {
+            return Err(CkksError::LevelsExhausted(format!(
+                "a stage needs {need} levels, the compute chain has {top}"
+            )));
+        }
+        Ok(t1(a, self.sim.fresh(top, a.meta.slots)))
+    }
+}
+
+/// Multiplicative depth of a circuit (its longest path of rescales), measured on `DepthProbe`
+/// from `inputs` fresh ciphertexts of `slots` slots.
 pub fn depth(
-    log_n: u32,
-    levels: usize,
+    params: &Arc<Parameters>,
     inputs: usize,
     slots: usize,
-    run: impl Fn(&Simulator, &[SimCiphertext]) -> Result<Vec<SimCiphertext>, CkksError>,
+    run: impl Fn(&DepthProbe, &[Tracked]) -> Result<Vec<Tracked>, CkksError>,
 ) -> Result<usize, CkksError> {
-    let p = Parameters::new(ParametersLiteral {
-        name: format!("N{log_n}_L{levels}_S50_depth_probe_insecure"),
-        log_n,
-        log_q0: 60,
-        levels,
-        log_scale: 50,
-        dnum: levels + 1,
-        ..Default::default()
-    })?;
-    let sim = Simulator::new(&p);
-    let top = p.max_level();
-    let y = run(&sim, &vec![sim.fresh(top, slots); inputs])?;
-    Ok(top - y.first().map_or(top, |m| m.level))
+    let sim = Simulator::new(params);
+    let probe = DepthProbe::new(&sim);
+    let x = vec![probe.track(sim.fresh(params.compute_top_level(), slots)); inputs];
+    let y = run(&probe, &x)?;
+    Ok(y.iter().map(|t| t.depth).max().unwrap_or(0))
 }
 
 /// Milliseconds per operation kind at sampled levels, for one parameter set and backend.

@@ -104,7 +104,9 @@ impl SoftmaxOptions {
             )));
         }
         // 5% margins cover the approximate exps.
-        let inverse = Inverse::auto(0.95 * (-gap).exp(), 1.05 * keys as f64, 24.0)?;
+        // A guess of at most 6 levels, so that the row sums reach it without a bootstrap (see
+        // `softmax_impl`).
+        let inverse = Inverse::auto_with(0.95 * (-gap).exp(), 1.05 * keys as f64, 24.0, 5)?;
         Ok(SoftmaxOptions {
             shift,
             exp,
@@ -166,6 +168,27 @@ pub fn mask_with(layout: &Layout, causal: bool, group: usize, diagonal: bool) ->
             v
         })
         .collect()
+}
+
+/// Per sum ciphertext, 1 on the slots of rows with no visible key (padding groups), whose sums
+/// (~0) would leave the inverse's interval: its guess error would grow past what a bootstrap of
+/// the iteration can hold, and a bootstrap overflowing in any slot corrupts all of them. Those
+/// outputs are ~0 (e ~ 0) either way. `None` where no row is empty.
+fn padding_rows(
+    layout: &Layout,
+    masks: &[Vec<f64>],
+    group: usize,
+) -> Result<Vec<Option<Vec<f64>>>, CkksError> {
+    Ok(group_sums_twin(layout, masks, group)?
+        .into_iter()
+        .map(|n| {
+            let pad: Vec<f64> = n
+                .iter()
+                .map(|&v| if v == 0.0 { 1.0 } else { 0.0 })
+                .collect();
+            pad.iter().any(|&v| v != 0.0).then_some(pad)
+        })
+        .collect())
 }
 
 /// Per slot, -2 / (R n) with n the visible keys of the slot's row and group (0 where masked):
@@ -257,21 +280,37 @@ fn softmax_impl<C: Circuit>(
         es.push(o.exp.evaluate_unit(c, &u)?);
     }
     let masked = group < layout.features;
+    // The sums go into the inverse without a bootstrap of their own: a bootstrap's error scales
+    // with its bound (the key count), far above typical sums (e^-above .. a few).
+    let need = usize::from(masked) + super::approx::poly_depth(c, &o.inverse.guess)? + 1;
     let es = es
         .iter()
-        .map(|e| c.refresh(e, usize::from(masked), 1.0))
+        .map(|e| c.refresh(e, need, 1.0))
         .collect::<Result<Vec<_>, _>>()?;
     let totals = group_sums(c, layout, &es, group)?;
+    let pads = padding_rows(layout, &masks, group)?;
     let invs = totals
         .iter()
-        .map(|s| o.inverse.evaluate(c, s))
+        .enumerate()
+        .map(|(i, s)| {
+            let s = match pads.get(i) {
+                Some(Some(pad)) => {
+                    let v: Vec<C64> = pad.iter().map(|&a| C64::new(a, 0.0)).collect();
+                    c.add_plain(s, &c.encode(&v, c.level(s), c.scale(s))?)?
+                }
+                _ => s.clone(),
+            };
+            o.inverse.evaluate(c, &s)
+        })
         .collect::<Result<Vec<_>, _>>()?;
     let inv_bound = 1.5 / o.inverse.a;
     es.iter()
         .enumerate()
         .map(|(i, e)| {
-            let e = c.refresh(e, 1, 1.0)?;
-            let inv = c.refresh(&invs[i.min(invs.len() - 1)], 1, inv_bound)?;
+            // One level each, no spare: the probabilities (<= 1) bootstrap from level 0. The
+            // inverse has its level by construction, so its wide bound is never used.
+            let e = c.refresh(e, 0, 1.0)?;
+            let inv = c.refresh(&invs[i.min(invs.len() - 1)], 0, inv_bound)?;
             mul(c, &e, &inv)
         })
         .collect()
@@ -345,25 +384,19 @@ pub fn softmax_twin(
         }
         es.push(e);
     }
-    let totals = group_sums_twin(layout, &es, group)?;
+    let mut totals = group_sums_twin(layout, &es, group)?;
+    for (t, pad) in totals.iter_mut().zip(padding_rows(layout, &masks, group)?) {
+        if let Some(pad) = pad {
+            t.iter_mut().zip(pad).for_each(|(a, b)| *a += b);
+        }
+    }
     let mut out = Vec::with_capacity(es.len());
     for (ci, e) in es.iter().enumerate() {
         let total = &totals[ci.min(totals.len() - 1)];
-        let m = &masks[ci];
         let row = e
             .iter()
             .zip(total)
-            .zip(m)
-            .map(|((v, &s), &mv)| {
-                // Padding groups (all masked) sum to ~0, outside the inverse's interval; their
-                // output is ~0 either way.
-                let inv = if mv == 0.0 && s < o.inverse.a {
-                    o.inverse.twin_unchecked(s)
-                } else {
-                    o.inverse.twin(s)?
-                };
-                Ok(v * inv)
-            })
+            .map(|(v, &s)| Ok(v * o.inverse.twin(s)?))
             .collect::<Result<Vec<f64>, CkksError>>()?;
         out.push(row);
     }
