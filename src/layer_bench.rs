@@ -17,7 +17,7 @@ use crate::math::sampling::Prng;
 use crate::nn::approx::PolyApprox;
 use crate::nn::argmax::{self, ArgmaxOptions};
 use crate::nn::attention::{self, AttentionOptions};
-use crate::nn::block::{random_input, Block, BlockKind, BlockWeights};
+use crate::nn::block::{gaussian, random_input, Block, BlockKind, BlockWeights};
 use crate::nn::layernorm::{self, LayerNormOptions};
 use crate::nn::matmul::{linear_rotations, Linear};
 use crate::nn::planner::{self, CostModel};
@@ -52,12 +52,6 @@ enum Job {
     Block(Layout, Block, Vec<Vec<f64>>),
 }
 
-fn gaussian(prng: &mut Prng) -> f64 {
-    let u = |p: &mut Prng| ((p.next_u64() >> 11) as f64 + 0.5) / (1u64 << 53) as f64;
-    let (a, b) = (u(prng), u(prng));
-    (-2.0 * a.ln()).sqrt() * (2.0 * std::f64::consts::PI * b).cos()
-}
-
 fn random_matrix(prng: &mut Prng, rows: usize, cols: usize, std: f64, clip: f64) -> Vec<Vec<f64>> {
     (0..rows)
         .map(|_| {
@@ -66,10 +60,6 @@ fn random_matrix(prng: &mut Prng, rows: usize, cols: usize, std: f64, clip: f64)
                 .collect()
         })
         .collect()
-}
-
-fn row_major_to_slots(l: &Layout, x: &[Vec<f64>]) -> Result<Vec<Vec<f64>>, CkksError> {
-    l.pack(x)
 }
 
 impl Job {
@@ -215,7 +205,7 @@ impl Job {
                 let (q, k, v) = (l.unpack(q)?, l.unpack(k)?, l.unpack(v)?);
                 let tin = l.tokens_per_input();
                 let y = attention::attention_exact(&q, &k, &v, o.heads, tin, o.softmax.causal);
-                row_major_to_slots(l, &y)
+                l.pack(&y)
             }
             Job::Softmax(l, o, x) => {
                 // True softmax within each head's group of columns (order-blind, not causal).

@@ -45,7 +45,8 @@ pub struct BlockWeights {
     pub ln2: (Vec<f64>, Vec<f64>),
 }
 
-fn gaussian(prng: &mut Prng) -> f64 {
+/// A standard normal sample (Box-Muller) for random weights and inputs.
+pub fn gaussian(prng: &mut Prng) -> f64 {
     let u = |p: &mut Prng| ((p.next_u64() >> 11) as f64 + 0.5) / (1u64 << 53) as f64;
     let (a, b) = (u(prng), u(prng));
     (-2.0 * a.ln()).sqrt() * (2.0 * std::f64::consts::PI * b).cos()
@@ -74,8 +75,8 @@ impl BlockWeights {
                 (0..hidden).map(|_| 0.05 * gaussian(p)).collect(),
             )
         };
-        let q = random_linear(&mut prng, hidden, hidden, 1.5);
-        let k = random_linear(&mut prng, hidden, hidden, 1.5);
+        let q = random_linear(&mut prng, hidden, hidden, 1.2);
+        let k = random_linear(&mut prng, hidden, hidden, 1.2);
         let v = random_linear(&mut prng, hidden, hidden, 1.0);
         let o = random_linear(&mut prng, hidden, hidden, 1.0);
         let ln1 = ln(&mut prng);
