@@ -184,6 +184,14 @@ impl<C: Circuit> TokenRotator<C> {
     }
 }
 
+/// prev + term, or term when there is nothing yet.
+fn accumulate<C: Circuit>(c: &C, prev: Option<C::Ct>, term: C::Ct) -> Result<C::Ct, CkksError> {
+    match prev {
+        None => Ok(term),
+        Some(p) => c.add(&p, &term),
+    }
+}
+
 /// Rotate-and-add by `dir` T 2^k for 2^k < width: with dir = 1 each feature gets the sum of the
 /// `width` features from it on; with dir = -1 a single feature is copied over the next `width`.
 fn spread<C: Circuit>(
@@ -229,10 +237,8 @@ pub fn scores<C: Circuit>(
             for (a, &h) in acc.iter_mut().zip(&hs) {
                 let (_, lh, _, _) = places(layout, heads, h);
                 let z = mul_plain_down(c, &y, &feature_mask(layout, &[lh], scale))?;
-                *a = Some(match a.take() {
-                    None => z,
-                    Some(prev) => c.add(&z, &c.rotate(&prev, -(layout.tokens as i64))?)?,
-                });
+                let prev = a.take().map(|p| c.rotate(&p, -(layout.tokens as i64)));
+                *a = Some(accumulate(c, prev.transpose()?, z)?);
             }
         }
         for (a, &h) in acc.into_iter().zip(&hs) {
@@ -240,10 +246,7 @@ pub fn scores<C: Circuit>(
             let a = a.expect("tin >= 1");
             let shift = (lh as i64 - base as i64) * layout.tokens as i64;
             let placed = if shift == 0 { a } else { c.rotate(&a, shift)? };
-            out[s] = Some(match out[s].take() {
-                None => placed,
-                Some(prev) => c.add(&prev, &placed)?,
-            });
+            out[s] = Some(accumulate(c, out[s].take(), placed)?);
         }
     }
     out.into_iter()
@@ -290,17 +293,11 @@ pub fn attend<C: Circuit>(
             for (cu, &h) in cur.iter().zip(&hs) {
                 let (_, lh, _, _) = places(layout, heads, h);
                 let m = mul_plain_down(c, cu, &feature_mask(layout, &[lh], 1.0))?;
-                sel = Some(match sel {
-                    None => m,
-                    Some(prev) => c.add(&prev, &m)?,
-                });
+                sel = Some(accumulate(c, sel, m)?);
             }
             let col = spread(c, layout, &sel.expect("a head per ciphertext"), dh, -1)?;
             let term = mul(c, &col, &rot.rotated(c, layout, r, 1.0)?)?;
-            acc = Some(match acc {
-                None => term,
-                Some(prev) => c.add(&prev, &term)?,
-            });
+            acc = Some(accumulate(c, acc, term)?);
             if r + 1 < tin {
                 for cu in cur.iter_mut() {
                     *cu = c.rotate(cu, t)?;

@@ -138,9 +138,7 @@ pub fn layernorm<C: Circuit>(
     beta: &[f64],
     o: &LayerNormOptions,
 ) -> Result<Vec<C::Ct>, CkksError> {
-    check_layout(c, layout, x)?;
-    check_affine(layout, gamma, beta, o.eps)?;
-    layernorm_impl(
+    layernorm_in(
         &Simulator::new(c.params()),
         layout,
         &metas(c, x),
@@ -148,7 +146,7 @@ pub fn layernorm<C: Circuit>(
         beta,
         o,
     )?;
-    layernorm_impl(c, layout, x, gamma, beta, o)
+    layernorm_in(c, layout, x, gamma, beta, o)
 }
 
 /// `layernorm` without the rehearsal (for circuits that rehearse a whole block).
