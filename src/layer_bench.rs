@@ -175,7 +175,7 @@ impl Job {
                     .collect::<Result<_, _>>()?;
                 crate::nn::matmul::linear(c, l, &y, lin)
             }
-            Job::Attention(l, o, _) => attention::attention_unchecked(c, l, &x[0], &x[1], &x[2], o),
+            Job::Attention(l, o, _) => attention::attention_in(c, l, &x[0], &x[1], &x[2], o),
             Job::Softmax(l, o, _) => softmax::softmax_in(c, l, &x[0], o),
             Job::LayerNorm(l, o, g, b, _) => layernorm::layernorm_in(c, l, &x[0], g, b, o),
             Job::Gelu(_, p, _) => x[0].iter().map(|ct| p.evaluate(c, ct)).collect(),

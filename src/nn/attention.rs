@@ -309,7 +309,8 @@ pub fn attend<C: Circuit>(
     Ok(out)
 }
 
-fn attention_in<C: Circuit>(
+/// `attention` without the rehearsal (for circuits that bootstrap or rehearse a whole block).
+pub fn attention_in<C: Circuit>(
     c: &C,
     layout: &Layout,
     q: &[C::Ct],
@@ -347,18 +348,6 @@ pub fn attention<C: Circuit>(
     let sim = Simulator::new(c.params());
     let m = |x: &[C::Ct]| super::approx::metas(c, x);
     attention_in(&sim, layout, &m(q), &m(k), &m(v), o)?;
-    attention_in(c, layout, q, k, v, o)
-}
-
-/// The circuit for a planner: no rehearsal (the caller rehearses the whole block).
-pub fn attention_unchecked<C: Circuit>(
-    c: &C,
-    layout: &Layout,
-    q: &[C::Ct],
-    k: &[C::Ct],
-    v: &[C::Ct],
-    o: &AttentionOptions,
-) -> Result<Vec<C::Ct>, CkksError> {
     attention_in(c, layout, q, k, v, o)
 }
 

@@ -208,7 +208,7 @@ impl Block {
         let q = self.linear(c, layout, h, &w.q)?;
         let k = self.linear(c, layout, h, &w.k)?;
         let v = self.linear(c, layout, h, &w.v)?;
-        let a = attention::attention_unchecked(c, layout, &q, &k, &v, &self.attention)?;
+        let a = attention::attention_in(c, layout, &q, &k, &v, &self.attention)?;
         self.linear(c, layout, &a, &w.o)
     }
 
