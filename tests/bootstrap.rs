@@ -201,7 +201,7 @@ fn bad_inputs_are_errors() {
 fn bootstrapping_keys_round_trip() {
     use umbra::ckks::serialize::Serial;
     let f = fixture();
-    let bytes = f.evk.to_bytes(&f.ctx);
+    let bytes = f.evk.to_bytes(&f.ctx).unwrap();
     let back = EvaluationKeys::from_bytes(&f.ctx, &bytes).unwrap();
     assert_eq!(back.memory_bytes(), f.evk.memory_bytes());
     let levels =

@@ -108,7 +108,7 @@ fn small_ct(seeded: bool) -> (Arc<Keys>, Ciphertext, Vec<u8>) {
     } else {
         Encryptor::new(ctx, &k.pk).unwrap().encrypt(&pt).unwrap()
     };
-    let bytes = ct.to_bytes(ctx);
+    let bytes = ct.to_bytes(ctx).unwrap();
     (k.clone(), ct, bytes)
 }
 
@@ -128,8 +128,8 @@ fn ciphertext_round_trips_public_and_secret_key() {
         let sk_ct = Encryptor::secret(ctx).encrypt_sk(&pt, &k.sk).unwrap();
         assert!(pk_ct.seed.is_none() && sk_ct.seed.is_some());
 
-        let pk_bytes = pk_ct.to_bytes(ctx);
-        let sk_bytes = sk_ct.to_bytes(ctx);
+        let pk_bytes = pk_ct.to_bytes(ctx).unwrap();
+        let sk_bytes = sk_ct.to_bytes(ctx).unwrap();
         // The frame is what the format says.
         assert_eq!(&pk_bytes[..4], MAGIC);
         assert_eq!(u16::from_le_bytes([pk_bytes[4], pk_bytes[5]]), VERSION);
@@ -168,7 +168,7 @@ fn ciphertext_round_trips_public_and_secret_key() {
             );
             assert!(precision_bits(&got, &vals) >= 20.0);
             // Writing again gives the same bytes.
-            assert_eq!(&back.to_bytes(ctx), bytes);
+            assert_eq!(&back.to_bytes(ctx).unwrap(), bytes);
         }
     }
 }
@@ -191,7 +191,7 @@ fn degree_two_ciphertext_and_plaintext_round_trip() {
     let eval = Evaluator::without_keys(ctx);
     let d2 = eval.mul_new(&ca, &cb).unwrap();
     assert_eq!(d2.degree(), 2);
-    let bytes = d2.to_bytes(ctx);
+    let bytes = d2.to_bytes(ctx).unwrap();
     assert_eq!(
         bytes.len(),
         HEADER + TRAILER + 18 + 3 * p.limbs_at(top) * p.n() * 4
@@ -210,7 +210,7 @@ fn degree_two_ciphertext_and_plaintext_round_trip() {
     // Plaintexts, full and sparse, at several levels.
     for (slots, level) in [(p.max_slots(), top), (16, 3), (1, 0)] {
         let pt = enc.encode(&a[..slots], level, Some(2f64.powi(35))).unwrap();
-        let bytes = pt.to_bytes(ctx);
+        let bytes = pt.to_bytes(ctx).unwrap();
         assert_eq!(bytes[6], Kind::Plaintext as u8);
         let back = Plaintext::from_bytes(ctx, &bytes).unwrap();
         assert_eq!(
@@ -235,7 +235,7 @@ fn degree_two_ciphertext_and_plaintext_round_trip() {
 fn public_key_round_trip_encrypts() {
     let k = keys(INSECURE);
     let ctx = &k.ctx;
-    let bytes = k.pk.to_bytes(ctx);
+    let bytes = k.pk.to_bytes(ctx).unwrap();
     let p = &ctx.params;
     // Seed plus b only.
     assert_eq!(
@@ -291,7 +291,7 @@ fn switching_keys_round_trip_and_still_work() {
 
     // Relinearization key alone.
     let rk = evk.relin.as_ref().unwrap();
-    let bytes = rk.to_bytes(ctx);
+    let bytes = rk.to_bytes(ctx).unwrap();
     assert_eq!(
         bytes.len(),
         // seed, level, digit count, then b
@@ -318,7 +318,7 @@ fn switching_keys_round_trip_and_still_work() {
     );
 
     // Galois keys alone.
-    let bytes = evk.galois.to_bytes(ctx);
+    let bytes = evk.galois.to_bytes(ctx).unwrap();
     let gk = GaloisKeys::from_bytes(ctx, &bytes).unwrap();
     assert_eq!(
         gk.keys.keys().collect::<Vec<_>>(),
@@ -352,12 +352,12 @@ fn switching_keys_round_trip_and_still_work() {
     ));
 
     // The whole bundle.
-    let bytes = evk.to_bytes(ctx);
+    let bytes = evk.to_bytes(ctx).unwrap();
     assert_eq!(bytes[6], Kind::EvaluationKeys as u8);
     let evk2 = Arc::new(EvaluationKeys::from_bytes(ctx, &bytes).unwrap());
     assert_eq!(evk2.params_hash, p.hash);
     assert_eq!(evk2.galois.keys.len(), evk.galois.keys.len());
-    assert_eq!(evk2.to_bytes(ctx), bytes, "re-serialization is stable");
+    assert_eq!(evk2.to_bytes(ctx).unwrap(), bytes, "re-serialization is stable");
     let ev = Evaluator::new(ctx, evk2).unwrap();
     let r = ev
         .rescale_new(&ev.mul_relin_new(&ca, &cb).unwrap())
@@ -390,7 +390,7 @@ fn switching_keys_round_trip_and_still_work() {
         galois: GaloisKeys::default(),
         params_hash: p.hash,
     };
-    let back = EvaluationKeys::from_bytes(ctx, &no_relin.to_bytes(ctx)).unwrap();
+    let back = EvaluationKeys::from_bytes(ctx, &no_relin.to_bytes(ctx).unwrap()).unwrap();
     assert!(back.relin.is_none() && back.galois.keys.is_empty());
 }
 
@@ -578,7 +578,7 @@ fn wrong_magic_version_kind_and_trailing_bytes() {
         format_err::<EvaluationKeys>(ctx, &bytes, "ct as evk"),
         FormatError::WrongKind { .. }
     ));
-    let pk_bytes = k.pk.to_bytes(ctx);
+    let pk_bytes = k.pk.to_bytes(ctx).unwrap();
     assert!(matches!(
         format_err::<Ciphertext>(ctx, &pk_bytes, "pk as ct"),
         FormatError::WrongKind { .. }
@@ -642,14 +642,14 @@ fn parameter_mismatch_is_reported() {
         "{r:?}"
     );
     let r = catch_unwind(AssertUnwindSafe(|| {
-        PublicKey::from_bytes(&n14, &k.pk.to_bytes(&k.ctx))
+        PublicKey::from_bytes(&n14, &k.pk.to_bytes(&k.ctx).unwrap())
     }))
     .expect("no panic");
     assert!(
         matches!(r, Err(CkksError::Format(FormatError::ParamsMismatch))),
         "{r:?}"
     );
-    let rk_bytes = k.evk.relin.as_ref().unwrap().to_bytes(&k.ctx);
+    let rk_bytes = k.evk.relin.as_ref().unwrap().to_bytes(&k.ctx).unwrap();
     let r =
         catch_unwind(AssertUnwindSafe(|| RelinKey::from_bytes(&n14, &rk_bytes))).expect("no panic");
     assert!(
@@ -658,7 +658,7 @@ fn parameter_mismatch_is_reported() {
     );
     // And the other way: N14 objects under the INSECURE context.
     let pt = Encoder::new(&n14).encode(&[0.5; 4], 0, None).unwrap();
-    let r = Plaintext::from_bytes(&k.ctx, &pt.to_bytes(&n14));
+    let r = Plaintext::from_bytes(&k.ctx, &pt.to_bytes(&n14).unwrap());
     assert!(
         matches!(r, Err(CkksError::Format(FormatError::ParamsMismatch))),
         "{r:?}"
@@ -811,7 +811,7 @@ fn valid_checksum_but_nonsense_content() {
 
     // Plaintext payloads.
     let pt = Encoder::new(ctx).encode(&[0.25; 8], 0, None).unwrap();
-    let pt_bytes = pt.to_bytes(ctx);
+    let pt_bytes = pt.to_bytes(ctx).unwrap();
     let pl = payload_of(&pt_bytes).to_vec();
     let pbad = |pl: Vec<u8>, what: &str| {
         let e = format_err::<Plaintext>(ctx, &frame(Kind::Plaintext, &hash, &pl), what);
@@ -842,7 +842,7 @@ fn nonsense_key_and_parameter_payloads() {
     let q0 = p.ring.moduli[0].q;
 
     // Public key: seed + b over the top level.
-    let pk_bytes = k.pk.to_bytes(ctx);
+    let pk_bytes = k.pk.to_bytes(ctx).unwrap();
     let pl = payload_of(&pk_bytes).to_vec();
     let pkbad = |pl: &[u8], what: &str| {
         let e = format_err::<PublicKey>(ctx, &frame(Kind::PublicKey, &hash, pl), what);
@@ -866,7 +866,7 @@ fn nonsense_key_and_parameter_payloads() {
 
     // Relinearization key: seed, digit count, digits.
     let rk = k.evk.relin.as_ref().unwrap();
-    let rk_bytes = rk.to_bytes(ctx);
+    let rk_bytes = rk.to_bytes(ctx).unwrap();
     let pl = payload_of(&rk_bytes).to_vec();
     let rkbad = |pl: &[u8], what: &str| {
         let e = format_err::<RelinKey>(ctx, &frame(Kind::RelinKey, &hash, pl), what);
@@ -900,7 +900,7 @@ fn nonsense_key_and_parameter_payloads() {
             .map(|(g, s)| (*g, s.clone()))
             .collect(),
     };
-    let gk_bytes = one.to_bytes(ctx);
+    let gk_bytes = one.to_bytes(ctx).unwrap();
     let pl = payload_of(&gk_bytes).to_vec();
     assert_eq!(
         GaloisKeys::from_bytes(ctx, &gk_bytes).unwrap().keys.len(),
@@ -928,7 +928,7 @@ fn nonsense_key_and_parameter_payloads() {
         galois: one.clone(),
         params_hash: hash,
     };
-    let ek_bytes = ek.to_bytes(ctx);
+    let ek_bytes = ek.to_bytes(ctx).unwrap();
     let pl = payload_of(&ek_bytes).to_vec();
     assert_eq!(pl[0], 0);
     for flag in [1u8, 2, 255] {

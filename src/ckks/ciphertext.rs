@@ -31,6 +31,26 @@ impl Ciphertext {
     pub fn degree(&self) -> usize {
         self.parts.len() - 1
     }
+
+    /// Whether the ciphertext no longer depends on the secret key: c1 (and c2) are zero modulo
+    /// some prime, so c0 alone, dropped to that prime, is the message in the clear. `x - x` and
+    /// products with zero (`mul_int(x, 0)`, `mul_const(x, 0.0)`, an all-zero plaintext) give
+    /// one, and adding a plaintext keeps it so. Reads c1 (and c2) back from the device. The
+    /// evaluator allows such intermediates (circuits multiply by zero coefficients and masks);
+    /// serialization, where a result leaves the server, refuses them (`Serial::to_bytes`).
+    pub fn is_transparent(&self, ctx: &super::Context) -> Result<bool, CkksError> {
+        self.check(&ctx.params)?;
+        let n = ctx.params.n();
+        let be = &ctx.backend;
+        let masks: Vec<Vec<u32>> = self.parts[1..].iter().map(|x| be.download(x)).collect();
+        be.status()?;
+        let limbs = ctx.params.limbs_at(self.level);
+        Ok((0..limbs).any(|l| {
+            masks
+                .iter()
+                .all(|m| m[l * n..(l + 1) * n].iter().all(|&w| w == 0))
+        }))
+    }
 }
 
 /// Level, slot-count and scale checks shared by every object that carries them.

@@ -7,6 +7,7 @@
 use std::sync::Arc;
 
 use super::{CkksError, Context, Plaintext};
+use crate::math::crt::CrtLift;
 use crate::math::fft::{SpecialFft, C64};
 
 pub struct Encoder {
@@ -14,8 +15,9 @@ pub struct Encoder {
     fft: SpecialFft,
 }
 
-/// Number of leading limbs used to lift coefficients back to integers (u128 CRT: 4 x 30 bits).
-const CRT_LIMBS: usize = 4;
+/// Primes that decoding trusts at first (~100-120 bits: any rescaled ciphertext); it reads one
+/// more to check them and more only when a value needs them (`Encoder::decode_poly`).
+const DECODE_LIMBS: usize = 4;
 
 impl Encoder {
     pub fn new(ctx: &Arc<Context>) -> Self {
@@ -81,31 +83,34 @@ impl Encoder {
         })
     }
 
-    /// Scaled, rounded coefficients; errors if any exceeds what Q_level holds.
-    fn place(&self, v: &[C64], scale: f64, level: usize) -> Result<Vec<i128>, CkksError> {
+    /// Scaled, rounded coefficients (integer-valued f64).
+    ///
+    /// Errors: `OutOfRange` when a coefficient reaches Q_level / 2, the largest magnitude that
+    /// decryption reads back (the level's whole modulus, not a word size).
+    fn place(&self, v: &[C64], scale: f64, level: usize) -> Result<Vec<f64>, CkksError> {
         let p = &self.ctx.params;
         let n = p.n();
         let gap = n / (2 * v.len());
-        let bound = 2f64.powf((p.log_q_at(level) - 1.0).min(126.0));
-        let mut coeffs = vec![0i128; n];
+        let log_half_q = p.log_q_at(level) - 1.0;
+        let mut coeffs = vec![0.0; n];
         for (i, x) in v.iter().enumerate() {
             for (idx, c) in [(i * gap, x.re), (n / 2 + i * gap, x.im)] {
                 let s = (c * scale).round();
-                if s.abs() >= bound {
+                if !s.is_finite() || s.abs().log2() >= log_half_q {
                     return Err(CkksError::OutOfRange(format!(
-                        "|value x scale| = 2^{:.1} does not fit Q at level {level} (2^{:.1})",
+                        "|value x scale| = 2^{:.1} reaches Q/2 = 2^{log_half_q:.1} at level {level}: lower the scale or the value, or encode at a higher level",
                         s.abs().log2(),
-                        bound.log2() + 1.0
                     )));
                 }
-                coeffs[idx] = s as i128;
+                coeffs[idx] = s;
             }
         }
         Ok(coeffs)
     }
 
-    /// Signed coefficients -> NTT-form buffer over the level's primes.
-    pub(crate) fn to_ntt(&self, coeffs: &[i128], level: usize) -> crate::backend::Buffer {
+    /// Signed integer coefficients (integer-valued f64, any magnitude) -> NTT-form buffer over the
+    /// level's primes.
+    pub(crate) fn to_ntt(&self, coeffs: &[f64], level: usize) -> crate::backend::Buffer {
         let p = &self.ctx.params;
         let n = p.n();
         let limbs = p.limbs_at(level);
@@ -113,11 +118,7 @@ impl Encoder {
         for (l, chunk) in host.chunks_mut(n).enumerate() {
             let m = p.ring.moduli[l];
             for (o, &c) in chunk.iter_mut().zip(coeffs) {
-                *o = if c.unsigned_abs() < (1u128 << 62) {
-                    m.reduce_i64(c as i64)
-                } else {
-                    m.reduce_i128(c)
-                };
+                *o = m.reduce_f64(c);
             }
         }
         let be = &self.ctx.backend;
@@ -127,15 +128,18 @@ impl Encoder {
     }
 
     /// Decodes a plaintext to complex slot values.
+    ///
+    /// Errors: a backend fault, or a value whose magnitude f64 cannot hold.
     pub fn decode_complex(&self, pt: &Plaintext) -> Result<Vec<C64>, CkksError> {
-        let p = &self.ctx.params;
-        let limbs = p.limbs_at(pt.level).min(CRT_LIMBS);
+        pt.check(&self.ctx.params)?;
         let be = &self.ctx.backend;
-        let mut buf = be.slice_limbs(&pt.poly, 0, limbs);
-        be.intt(&mut buf, &(0..limbs).collect::<Vec<_>>());
-        let host = be.download(&buf);
-        be.status()?;
-        Ok(self.decode_coeffs(&host, limbs, pt.scale, pt.slots))
+        self.decode_poly(pt.level, pt.scale, pt.slots, |limbs| {
+            let mut buf = be.slice_limbs(&pt.poly, 0, limbs);
+            be.intt(&mut buf, &(0..limbs).collect::<Vec<_>>());
+            let host = be.download(&buf);
+            be.status()?;
+            Ok(host)
+        })
     }
 
     /// Decodes a plaintext to real slot values (imaginary parts dropped).
@@ -143,44 +147,51 @@ impl Encoder {
         Ok(self.decode_complex(pt)?.into_iter().map(|c| c.re).collect())
     }
 
-    /// Coefficient-form residues over the first `limbs` primes -> slots.
-    pub(crate) fn decode_coeffs(
+    /// Slot values of a message polynomial over the Q primes of `level`. `residues(k)` gives its
+    /// coefficient form over the first k primes ([limb][N], k >= 1).
+    ///
+    /// Reads `DECODE_LIMBS` + 1 primes and trusts the first `DECODE_LIMBS` when the top Garner
+    /// digit over the extra prime is 0 at every coefficient read (`math::crt`); otherwise a value
+    /// is larger (a product before rescaling, a big integer times a ciphertext) and it reads twice
+    /// as many, up to every prime of the level. So whatever fits Q_level decodes correctly, and a
+    /// normal ciphertext costs 5 primes.
+    pub(crate) fn decode_poly(
         &self,
-        host: &[u32],
-        limbs: usize,
+        level: usize,
         scale: f64,
         slots: usize,
-    ) -> Vec<C64> {
+        mut residues: impl FnMut(usize) -> Result<Vec<u32>, CkksError>,
+    ) -> Result<Vec<C64>, CkksError> {
         let p = &self.ctx.params;
         let n = p.n();
-        let moduli = &p.ring.moduli[..limbs];
-        let big_b: u128 = moduli.iter().map(|m| m.q as u128).product();
-        let punct: Vec<u128> = moduli.iter().map(|m| big_b / m.q as u128).collect();
-        let inv_punct: Vec<u32> = moduli
-            .iter()
-            .zip(&punct)
-            .map(|(m, &pb)| m.inv((pb % m.q as u128) as u32).unwrap())
-            .collect();
-        let lift = |k: usize| -> f64 {
-            let mut s: u128 = 0;
-            for j in 0..limbs {
-                let y = moduli[j].mul(host[j * n + k], inv_punct[j]);
-                s += y as u128 * punct[j];
-            }
-            let x = s % big_b;
-            let v = if x > big_b / 2 {
-                -((big_b - x) as f64)
-            } else {
-                x as f64
-            };
-            v / scale
-        };
+        let total = p.limbs_at(level);
         let gap = n / (2 * slots);
-        let mut v: Vec<C64> = (0..slots)
-            .map(|i| C64::new(lift(i * gap), lift(n / 2 + i * gap)))
-            .collect();
-        self.fft.forward(&mut v);
-        v
+        let mut k = (DECODE_LIMBS + 1).min(total);
+        loop {
+            let host = residues(k)?;
+            let lift = CrtLift::new(&p.ring.moduli[..k]);
+            let mut digits = vec![0i64; k];
+            let mut read = |pos: usize| -> Option<f64> {
+                lift.digits(|j| host[j * n + pos], &mut digits);
+                (k == total || digits[k - 1] == 0).then(|| lift.value_over(&digits, scale))
+            };
+            let v: Option<Vec<C64>> = (0..slots)
+                .map(|i| Some(C64::new(read(i * gap)?, read(n / 2 + i * gap)?)))
+                .collect();
+            match v {
+                Some(mut v) => {
+                    if let Some(bad) = v.iter().find(|z| !z.re.is_finite() || !z.im.is_finite()) {
+                        return Err(CkksError::OutOfRange(format!(
+                            "a decoded coefficient ({bad:?}) exceeds f64 at scale 2^{:.1}",
+                            scale.log2()
+                        )));
+                    }
+                    self.fft.forward(&mut v);
+                    return Ok(v);
+                }
+                None => k = (2 * k).min(total),
+            }
+        }
     }
 }
 

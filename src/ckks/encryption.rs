@@ -95,13 +95,12 @@ impl Encryptor {
     }
 }
 
-/// Decryption needs only the first few limbs: the message is far below Q_0.
+/// Decryption reads the first few primes of a ciphertext (a rescaled message is far below their
+/// product) and more only when the message needs them (`Encoder::decode_poly`).
 pub struct Decryptor {
     ctx: Arc<Context>,
     encoder: Encoder,
 }
-
-const DECRYPT_LIMBS: usize = 4;
 
 impl Decryptor {
     pub fn new(ctx: &Arc<Context>) -> Self {
@@ -114,25 +113,29 @@ impl Decryptor {
     /// Decrypts and decodes to complex slots.
     pub fn decrypt_complex(&self, ct: &Ciphertext, sk: &SecretKey) -> Result<Vec<C64>, CkksError> {
         check_hash(&self.ctx, &sk.params_hash)?;
-        let p = &self.ctx.params;
         let be = &self.ctx.backend;
-        ct.check(p)?;
-        let limbs = p.limbs_at(ct.level).min(DECRYPT_LIMBS);
-        let idx: Vec<usize> = (0..limbs).collect();
-        let s = be.slice_limbs(&sk.ntt, 0, limbs);
-        let mut m = be.slice_limbs(&ct.parts[0], 0, limbs);
-        let c1 = be.slice_limbs(&ct.parts[1], 0, limbs);
-        be.mul_add_assign(&mut m, &c1, &s, &idx);
-        if ct.parts.len() == 3 {
-            let s2 = be.mul(&s, &s, &idx);
-            let c2 = be.slice_limbs(&ct.parts[2], 0, limbs);
-            be.mul_add_assign(&mut m, &c2, &s2, &idx);
-        }
-        be.intt(&mut m, &idx);
-        let host = be.download(&m);
-        // A GPU error anywhere since the backend opened makes these values meaningless.
-        be.status()?;
-        Ok(self.encoder.decode_coeffs(&host, limbs, ct.scale, ct.slots))
+        ct.check(&self.ctx.params)?;
+        // m = c0 + c1 s (+ c2 s^2) over as many primes as decoding asks for (few, unless a
+        // value needs more: `Encoder::decode_poly`).
+        let message = |limbs: usize| -> Result<Vec<u32>, CkksError> {
+            let idx: Vec<usize> = (0..limbs).collect();
+            let s = be.slice_limbs(&sk.ntt, 0, limbs);
+            let mut m = be.slice_limbs(&ct.parts[0], 0, limbs);
+            let c1 = be.slice_limbs(&ct.parts[1], 0, limbs);
+            be.mul_add_assign(&mut m, &c1, &s, &idx);
+            if ct.parts.len() == 3 {
+                let s2 = be.mul(&s, &s, &idx);
+                let c2 = be.slice_limbs(&ct.parts[2], 0, limbs);
+                be.mul_add_assign(&mut m, &c2, &s2, &idx);
+            }
+            be.intt(&mut m, &idx);
+            let host = be.download(&m);
+            // A GPU error anywhere since the backend opened makes these values meaningless.
+            be.status()?;
+            Ok(host)
+        };
+        self.encoder
+            .decode_poly(ct.level, ct.scale, ct.slots, message)
     }
 
     /// Decrypts and decodes to real slots.

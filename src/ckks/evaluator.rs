@@ -245,15 +245,16 @@ impl Evaluator {
         self.check_ct(a)?;
         let v = (c * a.scale).round();
         let p = &self.ctx.params;
-        if !v.is_finite() || v.abs() >= 2f64.powf((p.log_q_at(a.level) - 1.0).min(126.0)) {
+        let log_half_q = p.log_q_at(a.level) - 1.0;
+        if !v.is_finite() || v.abs().log2() >= log_half_q {
             return Err(CkksError::OutOfRange(format!(
-                "constant {c} at scale 2^{:.1}",
-                a.scale.log2()
+                "constant {c} at scale 2^{:.1} reaches Q/2 = 2^{log_half_q:.1} at level {}",
+                a.scale.log2(),
+                a.level
             )));
         }
-        let v = v as i128;
         let q = self.q(a.level);
-        let scal: Vec<u32> = q.iter().map(|&i| p.ring.moduli[i].reduce_i128(v)).collect();
+        let scal: Vec<u32> = q.iter().map(|&i| p.ring.moduli[i].reduce_f64(v)).collect();
         let mut out = a.clone();
         self.ctx
             .backend
@@ -331,8 +332,8 @@ impl Evaluator {
         let p = &self.ctx.params;
         let be = &self.ctx.backend;
         let mono = self.monomial_half.get_or_init(|| {
-            let mut c = vec![0i128; p.n()];
-            c[p.n() / 2] = 1;
+            let mut c = vec![0.0; p.n()];
+            c[p.n() / 2] = 1.0;
             self.encoder().to_ntt(&c, p.max_level())
         });
         let q = self.q(a.level);

@@ -58,6 +58,8 @@ pub enum CkksError {
     MissingKey(String),
     #[error("invalid input: {0}")]
     Invalid(String),
+    #[error("transparent ciphertext: {0}")]
+    Transparent(String),
     #[error("parameter mismatch: the object was made under other parameters")]
     ParamsMismatch,
     #[error(transparent)]

@@ -236,10 +236,19 @@ pub trait Serial: Sized {
     fn write(&self, ctx: &Context, w: &mut Vec<u8>);
     fn read(ctx: &Context, payload: &[u8]) -> Result<Self, FormatError>;
 
-    fn to_bytes(&self, ctx: &Context) -> Vec<u8> {
+    /// Refuses to write what must not leave this side (a transparent ciphertext). Default: none.
+    fn check_write(&self, _ctx: &Context) -> Result<(), CkksError> {
+        Ok(())
+    }
+
+    /// The framed bytes. Errors: `check_write`'s refusal, or a backend fault while reading device
+    /// memory (its values would be garbage).
+    fn to_bytes(&self, ctx: &Context) -> Result<Vec<u8>, CkksError> {
+        self.check_write(ctx)?;
         let mut w = Vec::new();
         self.write(ctx, &mut w);
-        frame(Self::KIND, &ctx.params.hash, &w)
+        ctx.backend.status()?;
+        Ok(frame(Self::KIND, &ctx.params.hash, &w))
     }
 
     fn from_bytes(ctx: &Context, bytes: &[u8]) -> Result<Self, CkksError> {
@@ -281,8 +290,29 @@ fn check_meta(
     Ok((level, slots))
 }
 
+impl Ciphertext {
+    /// Serializes even a transparent ciphertext (`Ciphertext::is_transparent`): the explicit
+    /// opt-in for a caller that means to publish a result in the clear.
+    pub fn to_bytes_transparent(&self, ctx: &Context) -> Result<Vec<u8>, CkksError> {
+        let mut w = Vec::new();
+        self.write(ctx, &mut w);
+        ctx.backend.status()?;
+        Ok(frame(Kind::Ciphertext, &ctx.params.hash, &w))
+    }
+}
+
 impl Serial for Ciphertext {
     const KIND: Kind = Kind::Ciphertext;
+    /// A transparent ciphertext (no longer depending on the secret key) is refused: it is a
+    /// result anyone can read (SEAL refuses them too). `to_bytes_transparent` opts in.
+    fn check_write(&self, ctx: &Context) -> Result<(), CkksError> {
+        if self.is_transparent(ctx)? {
+            return Err(CkksError::Transparent(
+                "c1 is zero in some prime (e.g. x - x, or a product with zero), so the message can be read without the secret key; use Ciphertext::to_bytes_transparent to publish it anyway".into(),
+            ));
+        }
+        Ok(())
+    }
     fn write(&self, ctx: &Context, out: &mut Vec<u8>) {
         let mut w = W(std::mem::take(out));
         w.u32(self.level as u32);

@@ -107,6 +107,24 @@ impl Modulus {
         r as u32
     }
 
+    /// x mod q for an integer-valued f64 of any magnitude: x = mantissa 2^exp exactly, so the
+    /// residue is mantissa 2^exp mod q (encoding past 2^127, where i128 stops).
+    pub fn reduce_f64(&self, x: f64) -> u32 {
+        debug_assert!(x.is_finite() && x.fract() == 0.0, "{x}");
+        if x.abs() < 2f64.powi(62) {
+            return self.reduce_i64(x as i64);
+        }
+        let bits = x.abs().to_bits();
+        let exp = ((bits >> 52) & 0x7ff) as u64 - 1075;
+        let mantissa = (bits & ((1u64 << 52) - 1)) | (1u64 << 52);
+        let r = self.mul(self.reduce_u64(mantissa), self.pow(2, exp));
+        if x < 0.0 {
+            self.neg(r)
+        } else {
+            r
+        }
+    }
+
     /// x mod q for a signed 64-bit value.
     #[inline(always)]
     pub fn reduce_i64(&self, x: i64) -> u32 {
@@ -195,6 +213,13 @@ mod tests {
             // Lazy Shoup stays below 2q for any 32-bit input.
             let l = m.mul_shoup_lazy(a.wrapping_mul(4) | 3, b, ws);
             prop_assert!(l < 2 * q);
+        }
+
+        #[test]
+        fn reduce_f64_matches_i128(q in prop::sample::select(vec![65537u32, 1_073_479_681, 998_244_353]), m in -(1i64 << 53)..(1i64 << 53), e in 0u32..70) {
+            let md = Modulus::new(q);
+            let x = (m as i128) << e;
+            prop_assert_eq!(md.reduce_f64(x as f64), md.reduce_i128(x));
         }
     }
 }

@@ -121,15 +121,48 @@ impl BootstrapLiteral {
         lit
     }
 
+    /// Checks the literal against the parameters and returns the slot count.
+    ///
+    /// Errors (`InvalidParameters`): log_slots outside 0..=log N - 1, no CoeffsToSlots or
+    /// SlotsToCoeffs level, k = 0, mod_degree < 2, arcsine degree not in {0, 3, 5, 7}, level
+    /// sizes outside 20..=62 bits.
     fn slots(&self, p: &Parameters) -> Result<usize, CkksError> {
         let log = self.log_slots.unwrap_or(p.log_n() - 1);
-        if log == 0 || log > p.log_n() - 1 {
+        if log > p.log_n() - 1 {
             return Err(CkksError::InvalidParameters(format!(
-                "log_slots = {log} must be in 1..={}",
+                "log_slots = {log} must be in 0..={}",
                 p.log_n() - 1
             )));
         }
+        self.validate()?;
         Ok(1 << log)
+    }
+
+    /// The checks of `slots` that need no parameters.
+    pub fn validate(&self) -> Result<(), CkksError> {
+        let bad = |m: String| Err(CkksError::InvalidParameters(m));
+        if self.cts_levels == 0 || self.stc_levels == 0 {
+            return bad(format!(
+                "cts_levels = {} and stc_levels = {} must both be at least 1",
+                self.cts_levels, self.stc_levels
+            ));
+        }
+        if self.k == 0 || self.mod_degree < 2 || ![0, 3, 5, 7].contains(&self.arcsine_degree) {
+            return bad(format!(
+                "EvalMod needs k >= 1 (got {}), mod_degree >= 2 (got {}) and arcsine_degree in {{0, 3, 5, 7}} (got {})",
+                self.k, self.mod_degree, self.arcsine_degree
+            ));
+        }
+        for (what, bits) in [
+            ("cts_log_q", self.cts_log_q),
+            ("stc_log_q", self.stc_log_q),
+            ("eval_mod_log_q", self.eval_mod_log_q),
+        ] {
+            if !(20..=62).contains(&bits) {
+                return bad(format!("{what} = {bits} must be in 20..=62 bits"));
+            }
+        }
+        Ok(())
     }
 }
 
@@ -249,14 +282,15 @@ fn layout(p: &Parameters, lit: &BootstrapLiteral) -> Result<Layout, CkksError> {
     })
 }
 
-/// The DFT matrices and vector length for `n` slots.
+/// The DFT matrices and vector length for `n` slots: n for full slots, 2n for sparse packing.
+/// Whether packing is sparse is decided by n < N/2, never by the length: at n = N/4 the sparse
+/// length 2n equals N/2.
 fn matrices(
     p: &Parameters,
     lit: &BootstrapLiteral,
     n: usize,
 ) -> (usize, Vec<DiagMatrix>, Vec<DiagMatrix>) {
-    let full = n == p.max_slots();
-    let l = if full { n } else { 2 * n };
+    let l = if n == p.max_slots() { n } else { 2 * n };
     let trace = (p.max_slots() / n) as f64;
     let factor = 1.0 / (2.0 * lit.k as f64 * trace);
     let cts = dft::coeffs_to_slots(n, l, lit.cts_levels, factor);
@@ -273,7 +307,7 @@ pub fn rotations_with_levels(
 ) -> Result<Vec<(i64, usize)>, CkksError> {
     let n = lit.slots(p)?;
     let lay = layout(p, lit)?;
-    let (l, cts, stc) = matrices(p, lit, n);
+    let (_, cts, stc) = matrices(p, lit, n);
     let mut r: Vec<(i64, usize)> = Vec::new();
     for (i, m) in cts.iter().enumerate() {
         r.extend(rotations_for(m).into_iter().map(|x| (x, lay.top - i)));
@@ -281,7 +315,7 @@ pub fn rotations_with_levels(
     for (i, m) in stc.iter().enumerate() {
         r.extend(rotations_for(m).into_iter().map(|x| (x, lay.stc_top - i)));
     }
-    if l == 2 * n {
+    if n < p.max_slots() {
         r.push((n as i64, lay.em_top));
         let mut step = n;
         while step < p.max_slots() {
@@ -355,6 +389,9 @@ pub struct Bootstrapper<P> {
     slots: usize,
     /// Vector length of the DFTs (slots, or 2 slots for sparse packing).
     dft_len: usize,
+    /// Sparse packing (slots < N/2): trace before CoeffsToSlots, real and imaginary parts side by
+    /// side in one ciphertext. Not `dft_len < N/2`: at N/4 slots the sparse length is N/2.
+    sparse: bool,
     cts: Vec<LinearTransform<P>>,
     stc: Vec<LinearTransform<P>>,
     cosine: Chebyshev,
@@ -368,11 +405,6 @@ impl<P> Bootstrapper<P> {
         let p = c.params().clone();
         let layout = layout(&p, lit)?;
         let n = lit.slots(&p)?;
-        if lit.k == 0 || lit.mod_degree < 2 || ![0, 3, 5, 7].contains(&lit.arcsine_degree) {
-            return Err(CkksError::InvalidParameters(
-                "EvalMod needs k >= 1, mod_degree >= 2 and arcsine_degree in {0, 3, 5, 7}".into(),
-            ));
-        }
         let (l, cts_m, stc_m) = matrices(&p, lit, n);
         let q0 = p.rescale_factor(0);
         // Scales: CoeffsToSlots keeps Q_0 until its last level, which lands on EvalMod's first
@@ -407,6 +439,7 @@ impl<P> Bootstrapper<P> {
             layout,
             slots: n,
             dft_len: l,
+            sparse: n < p.max_slots(),
             cts,
             stc: Vec::new(),
             cosine,
@@ -472,7 +505,7 @@ impl<P> Bootstrapper<P> {
         }
         let raised = c.mod_raise(ct, self.layout.top)?;
         let mut x = c.with_scale(&raised, p.rescale_factor(0));
-        if self.dft_len != p.max_slots() {
+        if self.sparse {
             let mut step = self.slots;
             while step < p.max_slots() {
                 let r = c.rotate(&x, step as i64)?;
@@ -497,7 +530,7 @@ impl<P> Bootstrapper<P> {
         let conj = c.conjugate(&u)?;
         let re = c.add(&u, &conj)?;
         let im = c.mul_i(&c.sub(&conj, &u)?)?;
-        if self.dft_len == self.params.max_slots() {
+        if !self.sparse {
             Ok(vec![re, im])
         } else {
             Ok(vec![c.add(&re, &c.rotate(&im, self.slots as i64)?)?])

@@ -49,8 +49,11 @@ impl<'a, C: Circuit> Refreshing<'a, C> {
     /// Bootstraps `a` (|m| <= bound) to the top compute level, on the default scale.
     pub fn bootstrap(&self, a: &C::Ct, bound: f64) -> Result<C::Ct, CkksError> {
         let c = self.inner;
-        if !(bound.is_finite() && bound > 0.0) {
-            return Err(CkksError::Invalid(format!("bootstrap bound {bound}")));
+        // ceil(B) multiplies back as an exact integer: past 2^53 it would not be one.
+        if !(bound.is_finite() && bound > 0.0 && bound <= 2f64.powi(53)) {
+            return Err(CkksError::Invalid(format!(
+                "bootstrap bound {bound} must be in (0, 2^53]"
+            )));
         }
         let k = bound.ceil().max(1.0);
         let l = c.level(a);
