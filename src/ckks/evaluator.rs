@@ -6,7 +6,7 @@ use std::sync::{Arc, OnceLock};
 
 use super::keys::{conjugation_element, galois_element, EvaluationKeys, SwitchingKey};
 use super::keyswitch::{apply_key, decompose, Decomposed};
-use super::params::Parameters;
+use super::scale::{product_scale, same_scale, CONST_BITS_MAX};
 use super::{Ciphertext, CkksError, Context, Encoder, Plaintext};
 use crate::backend::Buffer;
 
@@ -17,34 +17,6 @@ pub struct Evaluator {
     encoder: OnceLock<Encoder>,
     /// NTT form of X^(N/2) over every Q prime (multiplication by i in the slots).
     monomial_half: OnceLock<Buffer>,
-}
-
-/// Bits of room a product's scale must leave below Q at its level (for the message magnitude).
-const SCALE_ROOM_BITS: f64 = 4.0;
-
-/// Whether two scales are equal (1e-9 relative): the rule every op and the simulator apply.
-pub(crate) fn same_scale(a: f64, b: f64) -> bool {
-    (a - b).abs() <= 1e-9 * a.abs().max(b.abs())
-}
-
-/// The scale of a product at `level`, or `LevelsExhausted` when it leaves less than
-/// `SCALE_ROOM_BITS` below Q_level (shared with the simulator).
-pub(crate) fn product_scale(
-    p: &Parameters,
-    level: usize,
-    s1: f64,
-    s2: f64,
-) -> Result<f64, CkksError> {
-    let s = s1 * s2;
-    let room = p.log_q_at(level) - s.log2();
-    if room < SCALE_ROOM_BITS {
-        return Err(CkksError::LevelsExhausted(format!(
-            "a product at scale 2^{:.1} does not fit level {level} (Q = 2^{:.1}); rescale or bootstrap first",
-            s.log2(),
-            p.log_q_at(level)
-        )));
-    }
-    Ok(s)
 }
 
 /// A key made for lower levels cannot switch a ciphertext above them.
@@ -58,8 +30,6 @@ fn key_serves(k: &SwitchingKey, level: usize, what: &str) -> Result<(), CkksErro
     Ok(())
 }
 
-/// Largest |constant x scale| that an op encodes (i128 arithmetic with headroom).
-pub(crate) const CONST_BITS_MAX: i32 = 120;
 
 impl Evaluator {
     /// An evaluator with evaluation keys (the server side never holds a secret key).

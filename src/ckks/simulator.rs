@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use super::circuit::{check_slots, Circuit};
-use super::evaluator::{product_scale, same_scale, CONST_BITS_MAX};
+use super::scale::{product_scale, same_scale, CONST_BITS_MAX};
 use super::keys::galois_element;
 use super::{CkksError, Parameters};
 use crate::math::fft::C64;
