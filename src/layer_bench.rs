@@ -187,7 +187,7 @@ impl Job {
     /// Output slot vectors of the twin.
     fn twin(&self) -> Result<Vec<Vec<f64>>, CkksError> {
         match self {
-            Job::Matmul(l, lin, x) => l.with_features(lin.d_out()).pack(&lin.twin(&l.unpack(x)?)),
+            Job::Matmul(l, lin, x) => l.with_features(lin.d_out()).pack(&lin.twin(&l.unpack(x)?)?),
             Job::Attention(l, o, [q, k, v]) => attention::attention_twin(l, q, k, v, o),
             Job::Softmax(l, o, x) => softmax::softmax_twin(l, x, o),
             Job::LayerNorm(l, o, g, b, x) => layernorm::layernorm_twin(l, x, g, b, o),
@@ -231,7 +231,7 @@ impl Job {
             }
             Job::Gelu(l, p, x) => l.pack(&gelu::gelu_exact(&l.unpack(x)?, p)),
             Job::Argmax(_, z, _) => Ok(vec![argmax::argmax_exact(z)]),
-            Job::Block(l, b, x) => l.pack(&b.exact(&l.unpack(x)?, l.tokens_per_input())),
+            Job::Block(l, b, x) => l.pack(&b.exact(&l.unpack(x)?, l.tokens_per_input())?),
         }
     }
 

@@ -28,9 +28,54 @@ impl DiagMatrix {
         }
     }
 
-    /// From a dense row-major matrix (L x L).
+    /// Checks the matrix: at least one slot, every offset below `slots`, every diagonal of
+    /// length `slots`, every entry finite. Errors: `Invalid`.
+    pub fn validate(&self) -> Result<(), CkksError> {
+        let l = self.slots;
+        if l == 0 {
+            return Err(CkksError::Invalid("a matrix on 0 slots".into()));
+        }
+        for (&d, diag) in &self.diags {
+            if d >= l {
+                return Err(CkksError::Invalid(format!(
+                    "diagonal offset {d} on {l} slots (offsets are in [0, slots))"
+                )));
+            }
+            if diag.len() != l {
+                return Err(CkksError::Invalid(format!(
+                    "diagonal {d} has {} entries, the matrix {l} slots",
+                    diag.len()
+                )));
+            }
+            if let Some(z) = diag
+                .iter()
+                .find(|z| !(z.re.is_finite() && z.im.is_finite()))
+            {
+                return Err(CkksError::Invalid(format!("diagonal {d} holds {z:?}")));
+            }
+        }
+        Ok(())
+    }
+
+    /// From a dense row-major matrix (L x L). Errors: no rows, a row that is not of length L.
+    pub fn try_from_dense(rows: &[Vec<C64>]) -> Result<Self, CkksError> {
+        let l = rows.len();
+        if l == 0 || rows.iter().any(|r| r.len() != l) {
+            return Err(CkksError::Invalid(format!(
+                "a dense matrix needs L rows of L entries (L = {l} rows)"
+            )));
+        }
+        Ok(Self::from_dense(rows))
+    }
+
+    /// From a dense row-major matrix (L x L). Panics unless every row has L entries
+    /// (`try_from_dense` returns the error instead).
     pub fn from_dense(rows: &[Vec<C64>]) -> Self {
         let l = rows.len();
+        assert!(
+            rows.iter().all(|r| r.len() == l),
+            "a dense matrix needs L rows of L entries"
+        );
         let mut diags = BTreeMap::new();
         for d in 0..l {
             let diag: Vec<C64> = (0..l).map(|k| rows[k][(k + d) % l]).collect();
@@ -41,7 +86,17 @@ impl DiagMatrix {
         DiagMatrix { slots: l, diags }
     }
 
-    /// The f64 twin: the matrix applied to a slot vector.
+    /// The f64 twin: the matrix applied to a slot vector. Errors: `validate`, or `x` not of
+    /// length `slots`.
+    pub fn try_apply(&self, x: &[C64]) -> Result<Vec<C64>, CkksError> {
+        self.validate()?;
+        if x.len() != self.slots {
+            return Err(CkksError::SlotMismatch(x.len(), self.slots));
+        }
+        Ok(self.apply(x))
+    }
+
+    /// `try_apply` for a valid matrix and vector (panics otherwise).
     pub fn apply(&self, x: &[C64]) -> Vec<C64> {
         let l = self.slots;
         let mut out = vec![C64::default(); l];
@@ -53,7 +108,18 @@ impl DiagMatrix {
         out
     }
 
-    /// self o inner (apply `inner` first).
+    /// self o inner (apply `inner` first). Errors: either fails `validate`, or their sizes
+    /// differ.
+    pub fn try_compose(&self, inner: &DiagMatrix) -> Result<DiagMatrix, CkksError> {
+        self.validate()?;
+        inner.validate()?;
+        if self.slots != inner.slots {
+            return Err(CkksError::SlotMismatch(self.slots, inner.slots));
+        }
+        Ok(self.compose(inner))
+    }
+
+    /// `try_compose` for valid matrices of one size (panics otherwise).
     pub fn compose(&self, inner: &DiagMatrix) -> DiagMatrix {
         let l = self.slots;
         assert_eq!(l, inner.slots, "composing matrices of different sizes");
@@ -81,7 +147,7 @@ impl DiagMatrix {
         }
     }
 
-    /// Multiplies row k by w[k].
+    /// Multiplies row k by w[k] (rows past `w` are left as they are).
     pub fn scale_rows(&mut self, w: &[C64]) {
         for v in self.diags.values_mut() {
             for (z, &s) in v.iter_mut().zip(w) {
@@ -120,6 +186,12 @@ enum Diag<P> {
 /// Finds the common stride of the offsets and the baby count minimizing the cost of the
 /// rotations (a hoisted baby rotation costs about half of a giant one).
 fn plan(slots: usize, offsets: &[usize]) -> Split {
+    if slots == 0 {
+        return Split {
+            babies: Vec::new(),
+            giants: BTreeMap::new(),
+        };
+    }
     let stride = offsets
         .iter()
         .filter(|&&d| d != 0)
@@ -172,6 +244,8 @@ fn plan(slots: usize, offsets: &[usize]) -> Split {
 
 impl<P> LinearTransform<P> {
     /// Prepares `m` for ciphertexts at `level`, with diagonals encoded at `scale`.
+    /// Errors (`Invalid`): `m.validate()`, no diagonals, `slots` not a power of two up to the
+    /// maximum, a level above the top, a scale that is not finite and >= 1.
     pub fn new<C: Circuit<Pt = P>>(
         c: &C,
         m: &DiagMatrix,
@@ -179,12 +253,31 @@ impl<P> LinearTransform<P> {
         scale: f64,
         lazy: bool,
     ) -> Result<Self, CkksError> {
+        m.validate()?;
         let l = m.slots;
         let offsets: Vec<usize> = m.diags.keys().copied().collect();
         if offsets.is_empty() {
             return Err(CkksError::Invalid(
                 "a linear transform with no diagonals".into(),
             ));
+        }
+        let p = c.params();
+        if !l.is_power_of_two() || l > p.max_slots() {
+            return Err(CkksError::Invalid(format!(
+                "{l} slots: need a power of two up to {}",
+                p.max_slots()
+            )));
+        }
+        if level > p.max_level() {
+            return Err(CkksError::Invalid(format!(
+                "level {level} above the top level {}",
+                p.max_level()
+            )));
+        }
+        if !(scale.is_finite() && scale >= 1.0) {
+            return Err(CkksError::Invalid(format!(
+                "scale {scale} must be finite and >= 1"
+            )));
         }
         let split = plan(l, &offsets);
         let mut terms = BTreeMap::new();
@@ -271,7 +364,8 @@ fn rotations_of(split: &Split) -> Vec<i64> {
     r
 }
 
-/// The rotations a matrix's BSGS evaluation needs keys for (without encoding anything).
+/// The rotations a matrix's BSGS evaluation needs keys for (without encoding anything); none
+/// for a matrix on 0 slots (`LinearTransform::new` refuses it).
 pub fn rotations_for(m: &DiagMatrix) -> Vec<i64> {
     let offsets: Vec<usize> = m.diags.keys().copied().collect();
     rotations_of(&plan(m.slots, &offsets))

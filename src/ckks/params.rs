@@ -17,6 +17,9 @@ use crate::math::primes::{largest_ntt_primes, nearest_ntt_prime};
 /// Bits of the largest word prime (primes are below 2^30).
 pub const WORD_BITS: u32 = 30;
 
+/// Most primes (Q and P together) a parameter set may have.
+pub const MAX_PRIMES: usize = 512;
+
 /// HomomorphicEncryption.org 128-bit classical security, uniform ternary secret: the largest
 /// log2(QP) for each log2(N) (N = 2^16 from the lattice-estimator extension used by OpenFHE and
 /// Lattigo).
@@ -94,7 +97,9 @@ pub struct Parameters {
 }
 
 impl Parameters {
-    /// Checks a literal and derives its primes.
+    /// Checks a literal and derives its primes. Errors (`InvalidParameters`): log_n outside
+    /// 4..=17, log_q0 outside 20..=120, log_scale outside 20..=90 or too close to Q_0, dnum 0, an
+    /// extra level outside 20..=90 bits, more than `MAX_PRIMES` primes, too few NTT primes.
     pub fn new(lit: ParametersLiteral) -> Result<Arc<Parameters>, CkksError> {
         let bad = |m: String| Err(CkksError::InvalidParameters(m));
         if !(4..=17).contains(&lit.log_n) {
@@ -124,9 +129,26 @@ impl Parameters {
             .iter()
             .map(|b| b.div_ceil(WORD_BITS) as usize)
             .sum();
-        let n_q = g0 + lit.levels * g + n_extra;
+        let too_many = || {
+            CkksError::InvalidParameters(format!(
+                "{} levels, {} extra levels and {} extra special primes need more than {MAX_PRIMES} \
+                 primes",
+                lit.levels,
+                lit.extra_log_q.len(),
+                lit.extra_special_primes
+            ))
+        };
+        let n_q = lit
+            .levels
+            .checked_mul(g)
+            .and_then(|x| x.checked_add(g0 + n_extra))
+            .filter(|&x| x <= MAX_PRIMES)
+            .ok_or_else(too_many)?;
         let dnum = lit.dnum.min(n_q);
         let alpha = n_q.div_ceil(dnum);
+        if n_q + alpha > MAX_PRIMES || lit.extra_special_primes > MAX_PRIMES - n_q - alpha {
+            return Err(too_many());
+        }
         let mut used: Vec<u32> = Vec::new();
         let no_primes = || {
             CkksError::InvalidParameters(format!(

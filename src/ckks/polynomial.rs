@@ -50,6 +50,26 @@ impl Chebyshev {
         Chebyshev { coeffs, a, b }
     }
 
+    /// Checks the polynomial before a homomorphic evaluation.
+    /// Errors (`Invalid`): no coefficients, a non-finite coefficient or end, or a >= b.
+    pub fn validate(&self) -> Result<(), CkksError> {
+        if self.coeffs.is_empty() {
+            return Err(CkksError::Invalid(
+                "a Chebyshev series with no coefficients".into(),
+            ));
+        }
+        if let Some(c) = self.coeffs.iter().find(|c| !c.is_finite()) {
+            return Err(CkksError::Invalid(format!("Chebyshev coefficient {c}")));
+        }
+        let (a, b) = (self.a, self.b);
+        if !(a.is_finite() && b.is_finite() && a < b) {
+            return Err(CkksError::Invalid(format!(
+                "Chebyshev interval [{a}, {b}]: need finite a < b"
+            )));
+        }
+        Ok(())
+    }
+
     /// Degree (index of the last nonzero coefficient).
     pub fn degree(&self) -> usize {
         self.coeffs.iter().rposition(|&c| c != 0.0).unwrap_or(0)
@@ -77,7 +97,7 @@ impl Chebyshev {
     }
 
     /// Levels a homomorphic evaluation consumes (with the change of variable when [a, b] is not
-    /// [-1, 1]), as measured on the simulator.
+    /// [-1, 1]), as measured on the simulator. Errors: as `validate`.
     pub fn depth(&self, params: &std::sync::Arc<super::Parameters>) -> Result<usize, CkksError> {
         let sim = Simulator::new(params);
         let top = params.max_level();
@@ -99,13 +119,18 @@ fn clenshaw(c: &[f64], u: f64) -> f64 {
 
 /// Evaluates `poly` on a ciphertext of values in [poly.a, poly.b]; the result has scale
 /// `target_scale` exactly, at the lowest level the degree needs (checked on the simulator first,
-/// so a failing plan costs no ciphertext work).
+/// so a failing plan costs no ciphertext work). Errors: `poly.validate()`, a target scale that
+/// is not finite and positive, too few levels.
 pub fn evaluate<C: Circuit>(
     c: &C,
     x: &C::Ct,
     poly: &Chebyshev,
     target_scale: f64,
 ) -> Result<C::Ct, CkksError> {
+    poly.validate()?;
+    if !(target_scale.is_finite() && target_scale > 0.0) {
+        return Err(CkksError::Invalid(format!("target scale {target_scale}")));
+    }
     let params = c.params().clone();
     let sim = Simulator::new(&params);
     let meta = SimCiphertext {

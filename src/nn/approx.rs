@@ -153,6 +153,13 @@ pub fn eval_poly<C: Circuit>(c: &C, x: &C::Ct, poly: &Chebyshev) -> Result<C::Ct
     polynomial::evaluate(c, x, poly, chain_scale(c, probe.level))
 }
 
+fn check_bits(name: &str, bits: f64) -> Result<(), CkksError> {
+    if !(bits > 0.0 && bits <= 52.0) {
+        return Err(bad(format!("{name}: {bits} bits (need (0, 52])")));
+    }
+    Ok(())
+}
+
 fn check_in(name: &str, x: f64, a: f64, b: f64) -> Result<(), CkksError> {
     let tol = 1e-9 * (b - a).abs().max(1.0);
     if x.is_finite() && x >= a - tol && x <= b + tol {
@@ -166,6 +173,44 @@ fn check_in(name: &str, x: f64, a: f64, b: f64) -> Result<(), CkksError> {
 
 fn bad(m: String) -> CkksError {
     CkksError::Invalid(m)
+}
+
+/// The largest degree the constructors interpolate (interpolation is quadratic in it).
+pub const MAX_DEGREE: usize = 2047;
+
+/// The most Newton or Goldschmidt iterations an approximation may ask for.
+pub const MAX_ITERATIONS: usize = 32;
+
+fn check_degree(name: &str, degree: usize) -> Result<(), CkksError> {
+    if degree == 0 || degree > MAX_DEGREE {
+        return Err(bad(format!(
+            "{name}: degree {degree} outside 1..={MAX_DEGREE}"
+        )));
+    }
+    Ok(())
+}
+
+/// 0 < a < b, both finite, and at most `MAX_ITERATIONS` iterations (Inverse, InvSqrt).
+fn check_positive(name: &str, a: f64, b: f64, iterations: usize) -> Result<(), CkksError> {
+    if !(a.is_finite() && b.is_finite() && 0.0 < a && a < b) || iterations > MAX_ITERATIONS {
+        return Err(bad(format!(
+            "{name}: bad interval [{a}, {b}] (need 0 < a < b) or {iterations} iterations (at \
+             most {MAX_ITERATIONS})"
+        )));
+    }
+    Ok(())
+}
+
+/// A polynomial valid on exactly [a, b].
+fn check_poly(name: &str, p: &Chebyshev, a: f64, b: f64) -> Result<(), CkksError> {
+    p.validate()?;
+    if p.a != a || p.b != b {
+        return Err(bad(format!(
+            "{name}: polynomial on [{}, {}], expected [{a}, {b}]",
+            p.a, p.b
+        )));
+    }
+    Ok(())
 }
 
 /// T_m(u) for any real u.
@@ -200,16 +245,21 @@ impl PolyApprox {
         b: f64,
         degree: usize,
     ) -> Result<Self, CkksError> {
-        if !(a.is_finite() && b.is_finite() && a < b) || degree == 0 {
-            return Err(bad(format!(
-                "{name}: bad interval [{a}, {b}] or degree {degree}"
-            )));
+        if !(a.is_finite() && b.is_finite() && a < b) {
+            return Err(bad(format!("{name}: bad interval [{a}, {b}]")));
         }
+        check_degree(name, degree)?;
         let mut poly = Chebyshev::interpolate(exact, a, b, degree);
         if a <= 0.0 && 0.0 <= b {
             poly.coeffs[0] += exact(0.0) - poly.eval(0.0);
         }
-        Ok(PolyApprox { name, poly, exact })
+        let p = PolyApprox { name, poly, exact };
+        p.validate()?;
+        Ok(p)
+    }
+    /// Errors: `poly.validate()` (a finite interval, finite coefficients).
+    pub fn validate(&self) -> Result<(), CkksError> {
+        self.poly.validate()
     }
     pub fn interval(&self) -> (f64, f64) {
         (self.poly.a, self.poly.b)
@@ -223,6 +273,7 @@ impl PolyApprox {
         Ok(self.poly.eval(x))
     }
     /// Encrypted evaluation (inputs must lie in the interval; nothing can check it).
+    /// Errors: `validate`, too few levels.
     pub fn evaluate<C: Circuit>(&self, c: &C, x: &C::Ct) -> Result<C::Ct, CkksError> {
         eval_poly(c, x, &self.poly)
     }
@@ -303,19 +354,35 @@ impl Exp {
     /// after the squarings (degree 12 takes 4 levels for 5e-13).
     pub const DEFAULT_DEGREE: usize = 7;
 
+    /// Errors: as `validate`, or a degree outside 1..=`MAX_DEGREE`.
     pub fn new(range: f64, squarings: u32, degree: usize) -> Result<Self, CkksError> {
-        if !(range.is_finite() && range > 0.0) || degree == 0 || squarings > 16 {
-            return Err(bad(format!(
-                "exp: bad range {range}, squarings {squarings} or degree {degree}"
-            )));
-        }
+        check_degree("exp", degree)?;
+        Self::check(range, squarings)?;
         let k = 2f64.powi(squarings as i32);
         let poly = Chebyshev::interpolate(move |x| (x / k).exp(), -range, 0.0, degree);
-        Ok(Exp {
+        let e = Exp {
             range,
             squarings,
             poly,
-        })
+        };
+        e.validate()?;
+        Ok(e)
+    }
+
+    fn check(range: f64, squarings: u32) -> Result<(), CkksError> {
+        if !(range.is_finite() && range > 0.0) || squarings > 16 {
+            return Err(bad(format!(
+                "exp: bad range {range} or squarings {squarings} (at most 16)"
+            )));
+        }
+        Ok(())
+    }
+
+    /// Errors: a range that is not finite and positive, more than 16 squarings, a polynomial
+    /// that fails `Chebyshev::validate` or is not on [-range, 0].
+    pub fn validate(&self) -> Result<(), CkksError> {
+        Self::check(self.range, self.squarings)?;
+        check_poly("exp", &self.poly, -self.range, 0.0)
     }
 
     pub fn interval(&self) -> (f64, f64) {
@@ -362,13 +429,15 @@ impl Exp {
         Ok(y)
     }
 
-    /// Encrypted exp of x in [-range, 0].
+    /// Encrypted exp of x in [-range, 0]. Errors: `validate`, too few levels.
     pub fn evaluate<C: Circuit>(&self, c: &C, x: &C::Ct) -> Result<C::Ct, CkksError> {
+        self.validate()?;
         self.square(c, eval_poly(c, x, &self.poly)?)
     }
 
-    /// Encrypted exp of an input already in the unit variable.
+    /// Encrypted exp of an input already in the unit variable. Errors: as `evaluate`.
     pub fn evaluate_unit<C: Circuit>(&self, c: &C, u: &C::Ct) -> Result<C::Ct, CkksError> {
+        self.validate()?;
         self.square(c, eval_poly(c, u, &self.unit_poly())?)
     }
 }
@@ -393,33 +462,35 @@ pub struct Inverse {
 }
 
 impl Inverse {
+    /// Errors: as `validate`, or a degree outside 1..=`MAX_DEGREE`.
     pub fn new(a: f64, b: f64, degree: usize, iterations: usize) -> Result<Self, CkksError> {
-        if !(a.is_finite() && b.is_finite() && 0.0 < a && a < b) || degree == 0 {
-            return Err(bad(format!(
-                "inverse: bad interval [{a}, {b}] or degree {degree}"
-            )));
-        }
+        check_positive("inverse", a, b, iterations)?;
+        check_degree("inverse", degree)?;
         let m = degree + 1;
         let u = |x: f64| (2.0 * x - a - b) / (b - a);
         let t0 = cheb_t(m, u(0.0));
         let guess = Chebyshev::interpolate(move |x| (1.0 - cheb_t(m, u(x)) / t0) / x, a, b, degree);
-        Ok(Inverse {
+        let inv = Inverse {
             a,
             b,
             guess,
             iterations,
             guess_error: 1.0 / t0.abs(),
-        })
+        };
+        inv.validate()?;
+        Ok(inv)
     }
 
     /// The shallowest guess degree (2^j - 2, so that its evaluation takes j levels) and
-    /// iteration count whose relative error bound is at most 2^-bits.
+    /// iteration count whose relative error bound is at most 2^-bits. Errors: as `new`, bits not
+    /// in (0, 52], an interval too wide.
     pub fn auto(a: f64, b: f64, bits: f64) -> Result<Self, CkksError> {
         Self::auto_with(a, b, bits, 7)
     }
 
     /// `auto` with guesses of degree at most 2^max_j - 2 (1 + max_j levels).
     pub fn auto_with(a: f64, b: f64, bits: f64, max_j: usize) -> Result<Self, CkksError> {
+        check_bits("inverse", bits)?;
         let mut best: Option<(usize, Inverse)> = None;
         for j in 2..=max_j.clamp(2, 7) {
             let d = (1usize << j) - 2;
@@ -441,6 +512,19 @@ impl Inverse {
                 "inverse: [{a}, {b}] is too wide for a polynomial guess"
             ))
         })
+    }
+
+    /// Errors: an interval that is not 0 < a < b (finite), more than `MAX_ITERATIONS`
+    /// iterations, a guess that fails `Chebyshev::validate` or is not on [a, b], a guess error
+    /// that is not finite in [0, 1).
+    pub fn validate(&self) -> Result<(), CkksError> {
+        check_positive("inverse", self.a, self.b, self.iterations)?;
+        check_poly("inverse", &self.guess, self.a, self.b)?;
+        let e = self.guess_error;
+        if !(e.is_finite() && (0.0..1.0).contains(&e)) && self.iterations > 0 {
+            return Err(bad(format!("inverse: guess error {e} (need [0, 1))")));
+        }
+        Ok(())
     }
 
     /// Relative error bound on [a, b]: e0^(2^iterations).
@@ -476,8 +560,9 @@ impl Inverse {
     /// from y0: only e (|e| <= 1) and P (<= 1 / (1 - e0)) ever need bootstrapping, never x or y,
     /// whose ranges ([a, b] and [1/b, 1/a]) are far wider than their typical values (a
     /// bootstrap's error scales with the bound it is given). x needs the guess's depth + 1
-    /// levels; the result lands one level below y0's.
+    /// levels; the result lands one level below y0's. Errors: `validate`, too few levels.
     pub fn evaluate<C: Circuit>(&self, c: &C, x: &C::Ct) -> Result<C::Ct, CkksError> {
+        self.validate()?;
         let x = &c.refresh(x, poly_depth(c, &self.guess)? + 1, self.b)?;
         let y0 = eval_poly(c, x, &self.guess)?;
         if self.iterations == 0 {
@@ -619,10 +704,12 @@ pub struct InvSqrt {
 impl InvSqrt {
     pub const DEFAULT_INTERVAL: (f64, f64) = (0.5, 2500.0);
 
+    /// Errors: as `validate`, or a degree outside 1..=126.
     pub fn new(a: f64, b: f64, degree: usize, iterations: usize) -> Result<Self, CkksError> {
-        if !(a.is_finite() && b.is_finite() && 0.0 < a && a < b) || degree == 0 || degree > 126 {
+        check_positive("inverse sqrt", a, b, iterations)?;
+        if degree == 0 || degree > 126 {
             return Err(bad(format!(
-                "inverse sqrt: bad interval [{a}, {b}] or degree {degree}"
+                "inverse sqrt: degree {degree} outside 1..=126"
             )));
         }
         let guess = relative_fit(|x| 1.0 / x.sqrt(), a, b, degree)?;
@@ -635,6 +722,7 @@ impl InvSqrt {
         };
         s.guess_error = s.worst_relative_error();
         s.iterations = iterations;
+        s.validate()?;
         Ok(s)
     }
 
@@ -644,8 +732,10 @@ impl InvSqrt {
         Self::auto_with(a, b, bits, 6)
     }
 
-    /// `auto` with guesses of degree at most 2^max_j - 2 (1 + max_j levels).
+    /// `auto` with guesses of degree at most 2^max_j - 2 (1 + max_j levels). Errors: as `new`,
+    /// bits not in (0, 52], an interval too wide.
     pub fn auto_with(a: f64, b: f64, bits: f64, max_j: usize) -> Result<Self, CkksError> {
+        check_bits("inverse sqrt", bits)?;
         let mut best: Option<(usize, InvSqrt)> = None;
         for j in 3..=max_j.clamp(3, 6) {
             let mut s = InvSqrt::new(a, b, (1 << j) - 2, 0)?;
@@ -670,6 +760,13 @@ impl InvSqrt {
     pub fn layernorm_default() -> Result<Self, CkksError> {
         let (a, b) = Self::DEFAULT_INTERVAL;
         Self::auto_with(a, b, 24.0, 5)
+    }
+
+    /// Errors: an interval that is not 0 < a < b (finite), more than `MAX_ITERATIONS`
+    /// iterations, a guess that fails `Chebyshev::validate` or is not on [a, b].
+    pub fn validate(&self) -> Result<(), CkksError> {
+        check_positive("inverse sqrt", self.a, self.b, self.iterations)?;
+        check_poly("inverse sqrt", &self.guess, self.a, self.b)
     }
 
     /// Worst relative error of the twin against 1/sqrt on a log-spaced grid of [a, b].
@@ -702,7 +799,8 @@ impl InvSqrt {
     }
 
     /// Encrypted 1/sqrt(k v + e) for an encrypted v with k v + e in [a, b] (k and e fold the
-    /// caller's affine map into the change of variable for free).
+    /// caller's affine map into the change of variable for free). Errors: `validate`, k not
+    /// finite and positive, e not finite, too few levels.
     pub fn evaluate_affine<C: Circuit>(
         &self,
         c: &C,
@@ -710,6 +808,7 @@ impl InvSqrt {
         k: f64,
         e: f64,
     ) -> Result<C::Ct, CkksError> {
+        self.validate()?;
         if !(k.is_finite() && k > 0.0 && e.is_finite()) {
             return Err(bad(format!("inverse sqrt: bad affine map {k} v + {e}")));
         }
@@ -823,13 +922,37 @@ impl Sign {
         })
     }
 
+    /// Errors: gap not in (0, 1), bits not in (0, 40], no stages, a kind per stage missing, a
+    /// stage that fails `Chebyshev::validate` or is not on [-1, 1].
+    pub fn validate(&self) -> Result<(), CkksError> {
+        let (gap, bits) = (self.gap, self.bits);
+        if !(gap > 0.0 && gap < 1.0 && bits > 0.0 && bits <= 40.0) {
+            return Err(bad(format!(
+                "sign: gap {gap} must be in (0, 1), bits {bits} in (0, 40]"
+            )));
+        }
+        if self.stages.is_empty() || self.kinds.len() != self.stages.len() {
+            return Err(bad(format!(
+                "sign: {} stages and {} kinds (need one kind per stage, at least one stage)",
+                self.stages.len(),
+                self.kinds.len()
+            )));
+        }
+        self.stages
+            .iter()
+            .try_for_each(|p| check_poly("sign", p, -1.0, 1.0))
+    }
+
     /// The same composition with its last stage mapped to (1 + s) / 2: 1 for x >= gap, 0 for
     /// x <= -gap, at no extra level.
     pub fn into_step(mut self) -> Self {
         if !self.step {
             if let Some(last) = self.stages.last_mut() {
                 last.coeffs.iter_mut().for_each(|c| *c *= 0.5);
-                last.coeffs[0] += 0.5;
+                match last.coeffs.first_mut() {
+                    Some(c0) => *c0 += 0.5,
+                    None => last.coeffs.push(0.5),
+                }
             }
             self.step = true;
         }
@@ -862,7 +985,9 @@ impl Sign {
         }
     }
 
+    /// Encrypted sign (or step). Errors: `validate`, too few levels.
     pub fn evaluate<C: Circuit>(&self, c: &C, x: &C::Ct) -> Result<C::Ct, CkksError> {
+        self.validate()?;
         let mut y = x.clone();
         for p in &self.stages {
             y = eval_poly(c, &y, p)?;
@@ -893,6 +1018,7 @@ pub fn rehearse_depth(
     layout: &crate::nn::Layout,
     run: impl Fn(&Simulator, &[SimCiphertext]) -> Result<Vec<SimCiphertext>, CkksError>,
 ) -> Result<usize, CkksError> {
+    layout.validate()?;
     let sim = Simulator::new(params);
     let top = params.max_level();
     let x = vec![sim.fresh(top, layout.slots()); layout.cts()];
@@ -900,12 +1026,14 @@ pub fn rehearse_depth(
     Ok(top - y.first().map(|m| m.level).unwrap_or(top))
 }
 
-/// The ciphertexts of a matrix in `layout`: their count and slot count.
+/// The ciphertexts of a matrix in `layout`: the layout (`Layout::validate`), their count and
+/// slot count.
 pub fn check_layout<C: Circuit>(
     c: &C,
     layout: &crate::nn::Layout,
     x: &[C::Ct],
 ) -> Result<(), CkksError> {
+    layout.validate()?;
     if x.len() != layout.cts() {
         return Err(bad(format!(
             "expected {} ciphertexts for {} features, got {}",
@@ -924,8 +1052,9 @@ pub fn check_layout<C: Circuit>(
     Ok(())
 }
 
-/// Slot vectors of a matrix in `layout` (the twins' input check).
+/// Slot vectors of a matrix in `layout` (the twins' input check, `Layout::validate` included).
 pub fn check_slots(layout: &crate::nn::Layout, x: &[Vec<f64>]) -> Result<(), CkksError> {
+    layout.validate()?;
     if x.len() != layout.cts() || x.iter().any(|v| v.len() != layout.slots()) {
         return Err(bad(format!(
             "expected {} slot vectors of {} slots",
@@ -937,8 +1066,9 @@ pub fn check_slots(layout: &crate::nn::Layout, x: &[Vec<f64>]) -> Result<(), Ckk
 }
 
 /// The twin of `packing::row_sum`: per token, the sum over every slot of its blocks (padding
-/// included, as under encryption).
-pub fn row_sum_twin(layout: &crate::nn::Layout, x: &[Vec<f64>]) -> Vec<f64> {
+/// included, as under encryption). Errors: `Layout::validate`.
+pub fn row_sum_twin(layout: &crate::nn::Layout, x: &[Vec<f64>]) -> Result<Vec<f64>, CkksError> {
+    layout.validate()?;
     let t = layout.tokens;
     let mut s = vec![0.0; t];
     for v in x {
@@ -946,5 +1076,5 @@ pub fn row_sum_twin(layout: &crate::nn::Layout, x: &[Vec<f64>]) -> Vec<f64> {
             s[i % t] += val;
         }
     }
-    s
+    Ok(s)
 }

@@ -30,20 +30,41 @@ pub struct ArgmaxOptions {
 }
 
 impl ArgmaxOptions {
-    /// `bits`: how close the comparisons' signs get to +-1.
+    /// `bits`: how close the comparisons' signs get to +-1. Errors: as `validate`.
     pub fn new(bound: f64, gap: f64, bits: f64) -> Result<Self, CkksError> {
-        if !(bound.is_finite() && bound > 0.0 && gap > 0.0 && gap < 2.0 * bound) {
-            return Err(CkksError::Invalid(format!(
-                "argmax: bound {bound}, gap {gap}"
-            )));
-        }
+        Self::check(bound, gap)?;
         let g = gap / (2.0 * bound);
-        Ok(ArgmaxOptions {
+        let o = ArgmaxOptions {
             bound,
             gap,
             sign: Sign::new(g, bits)?,
             step: Sign::new(0.4 * g, bits)?.into_step(),
-        })
+        };
+        o.validate()?;
+        Ok(o)
+    }
+
+    fn check(bound: f64, gap: f64) -> Result<(), CkksError> {
+        if !(bound.is_finite() && bound > 0.0 && gap > 0.0 && gap < 2.0 * bound) {
+            return Err(CkksError::Invalid(format!(
+                "argmax: bound {bound}, gap {gap} (need 0 < gap < 2 bound, bound finite)"
+            )));
+        }
+        Ok(())
+    }
+
+    /// Errors (`Invalid`): a bound that is not finite and positive, gap not in (0, 2 bound),
+    /// `sign` or `step` failing `Sign::validate`, a `step` that is not a 0/1 step.
+    pub fn validate(&self) -> Result<(), CkksError> {
+        Self::check(self.bound, self.gap)?;
+        self.sign.validate()?;
+        self.step.validate()?;
+        if self.sign.step || !self.step.step {
+            return Err(CkksError::Invalid(
+                "argmax: `sign` must be a sign and `step` a 0/1 step (`Sign::into_step`)".into(),
+            ));
+        }
+        Ok(())
     }
 
     fn delta(&self) -> f64 {
@@ -51,8 +72,12 @@ impl ArgmaxOptions {
     }
 }
 
-/// Logits padded to the next power of two with -bound (the slot vector to encrypt).
+/// Logits padded to the next power of two with -bound (the slot vector to encrypt). Errors: no
+/// logits, a bound that is not finite and positive, a logit outside [-bound, bound].
 pub fn pack_logits(logits: &[f64], bound: f64) -> Result<Vec<f64>, CkksError> {
+    if !(bound.is_finite() && bound > 0.0) {
+        return Err(CkksError::Invalid(format!("argmax: bound {bound}")));
+    }
     if logits.is_empty() {
         return Err(CkksError::Invalid("argmax of no logits".into()));
     }
@@ -106,8 +131,10 @@ fn argmax_impl<C: Circuit>(c: &C, x: &C::Ct, o: &ArgmaxOptions) -> Result<C::Ct,
 }
 
 /// Encrypted argmax of a packed logit vector (see the module docs): one-hot, 1 at the argmax.
-/// Rehearsed on the simulator first (`LevelsExhausted` before any ciphertext work).
+/// Rehearsed on the simulator first (`LevelsExhausted` before any ciphertext work). Errors:
+/// `o.validate()`, too few levels.
 pub fn argmax<C: Circuit>(c: &C, x: &C::Ct, o: &ArgmaxOptions) -> Result<C::Ct, CkksError> {
+    o.validate()?;
     let meta = metas(c, std::slice::from_ref(x));
     argmax_impl(&Simulator::new(c.params()), &meta[0], o)?;
     argmax_impl(c, x, o)
@@ -115,11 +142,13 @@ pub fn argmax<C: Circuit>(c: &C, x: &C::Ct, o: &ArgmaxOptions) -> Result<C::Ct, 
 
 /// `argmax` without the rehearsal (for circuits that bootstrap or rehearse a whole model).
 pub fn argmax_in<C: Circuit>(c: &C, x: &C::Ct, o: &ArgmaxOptions) -> Result<C::Ct, CkksError> {
+    o.validate()?;
     argmax_impl(c, x, o)
 }
 
 /// The f64 twin on the packed vector: the same normalization, tournament, polynomials and step.
 pub fn argmax_twin(x: &[f64], o: &ArgmaxOptions) -> Result<Vec<f64>, CkksError> {
+    o.validate()?;
     let n = x.len();
     if !n.is_power_of_two() {
         return Err(CkksError::Invalid(format!(
@@ -185,6 +214,7 @@ pub fn depth(
     slots: usize,
     o: &ArgmaxOptions,
 ) -> Result<usize, CkksError> {
+    o.validate()?;
     let sim = Simulator::new(params);
     let top = params.max_level();
     let y = argmax_impl(&sim, &sim.fresh(top, slots), o)?;

@@ -39,6 +39,7 @@ pub struct AttentionOptions {
 
 impl AttentionOptions {
     /// Each score row's max at most `above` over its head's mean; |q|, |k|, |v| <= `bound`.
+    /// Errors: `head_dim(layout, heads)`, as `SoftmaxOptions::attention` and `validate`.
     pub fn new(
         layout: &Layout,
         heads: usize,
@@ -46,18 +47,40 @@ impl AttentionOptions {
         bound: f64,
         causal: bool,
     ) -> Result<Self, CkksError> {
+        head_dim(layout, heads)?;
         let tin = layout.tokens_per_input();
         let softmax = SoftmaxOptions::attention(tin, heads, above, causal)?;
-        Ok(AttentionOptions {
+        let o = AttentionOptions {
             heads,
             softmax,
             bound,
-        })
+        };
+        o.validate()?;
+        Ok(o)
+    }
+
+    /// Errors (`Invalid`): a bound that is not finite and positive, `softmax` failing its
+    /// `validate` or not over `heads` heads in diagonal order.
+    pub fn validate(&self) -> Result<(), CkksError> {
+        let b = self.bound;
+        if !(b.is_finite() && b > 0.0) {
+            return Err(CkksError::Invalid(format!("attention: bound {b}")));
+        }
+        self.softmax.validate()?;
+        if self.softmax.heads != self.heads || !self.softmax.diagonal {
+            return Err(CkksError::Invalid(format!(
+                "attention over {} heads with a softmax over {} (need the same, diagonal order: \
+                 `SoftmaxOptions::attention`)",
+                self.heads, self.softmax.heads
+            )));
+        }
+        Ok(())
     }
 }
 
-/// Head width d_h, checked against the layout.
+/// Head width d_h, checked against the layout (`Layout::validate` included).
 pub fn head_dim(layout: &Layout, heads: usize) -> Result<usize, CkksError> {
+    layout.validate()?;
     let tin = layout.tokens_per_input();
     if heads == 0 || layout.features % heads != 0 {
         return Err(CkksError::Invalid(format!(
@@ -318,6 +341,7 @@ pub fn attention_in<C: Circuit>(
     v: &[C::Ct],
     o: &AttentionOptions,
 ) -> Result<Vec<C::Ct>, CkksError> {
+    o.validate()?;
     let fresh = |x: &[C::Ct], need: usize| -> Result<Vec<C::Ct>, CkksError> {
         x.iter().map(|ct| c.refresh(ct, need, o.bound)).collect()
     };
@@ -389,6 +413,7 @@ pub fn attend_twin(
     heads: usize,
 ) -> Result<Vec<Vec<f64>>, CkksError> {
     let dh = head_dim(layout, heads)?;
+    check_slots(&scores_layout(layout, heads)?, a)?;
     check_slots(layout, v)?;
     let (t, f, tin) = (layout.tokens, layout.per_ct, layout.tokens_per_input());
     let mut out = vec![vec![0.0; layout.slots()]; layout.cts()];
@@ -417,6 +442,7 @@ pub fn attention_twin(
     v: &[Vec<f64>],
     o: &AttentionOptions,
 ) -> Result<Vec<Vec<f64>>, CkksError> {
+    o.validate()?;
     let s = scores_twin(layout, q, k, o.heads)?;
     let a = softmax_twin(&scores_layout(layout, o.heads)?, &s, &o.softmax)?;
     attend_twin(layout, &a, v, o.heads)

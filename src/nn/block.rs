@@ -99,6 +99,41 @@ impl BlockWeights {
         self.q.d_in()
     }
 
+    /// Errors (`Invalid`): a `Linear` failing its `validate`; Q, K, V, O not hidden x hidden, FFN
+    /// weights not hidden x ffn and ffn x hidden; LayerNorm gains and biases not `hidden` finite
+    /// values.
+    pub fn validate(&self) -> Result<(), CkksError> {
+        let (d, f) = (self.hidden(), self.ffn());
+        let shapes = [
+            ("q", &self.q, d, d),
+            ("k", &self.k, d, d),
+            ("v", &self.v, d, d),
+            ("o", &self.o, d, d),
+            ("ff1", &self.ff1, d, f),
+            ("ff2", &self.ff2, f, d),
+        ];
+        for (name, lin, d_in, d_out) in shapes {
+            lin.validate()?;
+            if (lin.d_in(), lin.d_out()) != (d_in, d_out) {
+                return Err(CkksError::Invalid(format!(
+                    "{name} is {} x {}, expected {d_in} x {d_out}",
+                    lin.d_in(),
+                    lin.d_out()
+                )));
+            }
+        }
+        for (name, (g, b)) in [("ln1", &self.ln1), ("ln2", &self.ln2)] {
+            if g.len() != d || b.len() != d || g.iter().chain(b).any(|v| !v.is_finite()) {
+                return Err(CkksError::Invalid(format!(
+                    "{name} needs {d} finite gains and biases, has {} and {}",
+                    g.len(),
+                    b.len()
+                )));
+            }
+        }
+        Ok(())
+    }
+
     pub fn ffn(&self) -> usize {
         self.ff1.d_out()
     }
@@ -131,13 +166,24 @@ pub struct Block {
 
 impl Block {
     /// Default approximations for `layout` (T tokens per input): softmax with the row mean plus
-    /// 8, LayerNorm on [0.5, 2500], GELU on [-16, 16], activations within 16.
+    /// 8, LayerNorm on [0.5, 2500], GELU on [-16, 16], activations within 16. Errors:
+    /// `weights.validate()`, a layout whose features are not the hidden size, as
+    /// `AttentionOptions::new`.
     pub fn new(
         kind: BlockKind,
         weights: BlockWeights,
         heads: usize,
         layout: &Layout,
     ) -> Result<Self, CkksError> {
+        weights.validate()?;
+        layout.validate()?;
+        if layout.features != weights.hidden() {
+            return Err(CkksError::Invalid(format!(
+                "a {}-feature layout for a block of hidden size {}",
+                layout.features,
+                weights.hidden()
+            )));
+        }
         let bound = 16.0;
         let causal = kind == BlockKind::Gpt2;
         let attention = AttentionOptions::new(layout, heads, 8.0, bound, causal)?;
@@ -147,13 +193,6 @@ impl Block {
             BlockKind::Bert => gelu::default_erf()?,
             BlockKind::Gpt2 => gelu::default_tanh()?,
         };
-        if layout.features != weights.hidden() {
-            return Err(CkksError::Invalid(format!(
-                "a {}-feature layout for a block of hidden size {}",
-                layout.features,
-                weights.hidden()
-            )));
-        }
         Ok(Block {
             kind,
             weights,
@@ -162,6 +201,27 @@ impl Block {
             gelu,
             bound,
         })
+    }
+
+    /// Checks a block built or changed by hand: `BlockWeights::validate`, each layer's options,
+    /// a finite positive bound, a layout whose features are the hidden size. Errors: `Invalid`.
+    pub fn validate(&self, layout: &Layout) -> Result<(), CkksError> {
+        self.weights.validate()?;
+        self.attention.validate()?;
+        self.layernorm.validate()?;
+        self.gelu.validate()?;
+        layout.validate()?;
+        if !(self.bound.is_finite() && self.bound > 0.0) {
+            return Err(CkksError::Invalid(format!("block: bound {}", self.bound)));
+        }
+        if layout.features != self.weights.hidden() {
+            return Err(CkksError::Invalid(format!(
+                "a {}-feature layout for a block of hidden size {}",
+                layout.features,
+                self.weights.hidden()
+            )));
+        }
+        Ok(())
     }
 
     fn linear<C: Circuit>(
@@ -235,6 +295,7 @@ impl Block {
         layout: &Layout,
         x: &[C::Ct],
     ) -> Result<Vec<C::Ct>, CkksError> {
+        self.validate(layout)?;
         super::approx::check_layout(c, layout, x)?;
         let w = &self.weights;
         match self.kind {
@@ -258,10 +319,11 @@ impl Block {
     /// The f64 twin on slot vectors (same packing and approximations; bootstraps are identity).
     /// `OutOfRange` when an activation leaves an approximation's interval.
     pub fn twin(&self, layout: &Layout, x: &[Vec<f64>]) -> Result<Vec<Vec<f64>>, CkksError> {
+        self.validate(layout)?;
         let w = &self.weights;
         let lin = |x: &[Vec<f64>], l: &Linear| -> Result<Vec<Vec<f64>>, CkksError> {
             let li = layout.with_features(l.d_in());
-            let y = l.twin(&li.unpack(x)?);
+            let y = l.twin(&li.unpack(x)?)?;
             li.with_features(l.d_out()).pack(&y)
         };
         let add = |a: &[Vec<f64>], b: &[Vec<f64>]| -> Vec<Vec<f64>> {
@@ -297,8 +359,17 @@ impl Block {
     }
 
     /// The exact block on a row-major T x D matrix (true softmax, GELU and LayerNorm); `tin`
-    /// tokens per input.
-    pub fn exact(&self, x: &[Vec<f64>], tin: usize) -> Vec<Vec<f64>> {
+    /// tokens per input. Errors: `BlockWeights::validate`, rows not of D values, no rows, T not a
+    /// multiple of `tin`, heads not dividing D.
+    pub fn exact(&self, x: &[Vec<f64>], tin: usize) -> Result<Vec<Vec<f64>>, CkksError> {
+        self.weights.validate()?;
+        let (d, heads) = (self.weights.hidden(), self.attention.heads);
+        if x.is_empty() || tin == 0 || x.len() % tin != 0 || heads == 0 || d % heads != 0 {
+            return Err(CkksError::Invalid(format!(
+                "exact block: {} rows in inputs of {tin} tokens, {heads} heads of {d} features",
+                x.len()
+            )));
+        }
         let w = &self.weights;
         let eps = self.layernorm.eps;
         let add = |a: &[Vec<f64>], b: &[Vec<f64>]| -> Vec<Vec<f64>> {
@@ -311,29 +382,28 @@ impl Block {
             layernorm::layernorm_exact(x, g, b, eps)
         };
         let causal = self.kind == BlockKind::Gpt2;
-        let heads = self.attention.heads;
-        let attn = |h: &[Vec<f64>]| {
+        let attn = |h: &[Vec<f64>]| -> Result<Vec<Vec<f64>>, CkksError> {
             let a = attention::attention_exact(
-                &w.q.twin(h),
-                &w.k.twin(h),
-                &w.v.twin(h),
+                &w.q.twin(h)?,
+                &w.k.twin(h)?,
+                &w.v.twin(h)?,
                 heads,
                 tin,
                 causal,
             );
             w.o.twin(&a)
         };
-        let ffn = |h: &[Vec<f64>]| w.ff2.twin(&gelu::gelu_exact(&w.ff1.twin(h), &self.gelu));
-        match self.kind {
+        let ffn = |h: &[Vec<f64>]| w.ff2.twin(&gelu::gelu_exact(&w.ff1.twin(h)?, &self.gelu));
+        Ok(match self.kind {
             BlockKind::Bert => {
-                let h = ln(&add(x, &attn(x)), &w.ln1);
-                ln(&add(&h, &ffn(&h)), &w.ln2)
+                let h = ln(&add(x, &attn(x)?), &w.ln1);
+                ln(&add(&h, &ffn(&h)?), &w.ln2)
             }
             BlockKind::Gpt2 => {
-                let x2 = add(x, &attn(&ln(x, &w.ln1)));
-                add(&x2, &ffn(&ln(&x2, &w.ln2)))
+                let x2 = add(x, &attn(&ln(x, &w.ln1))?);
+                add(&x2, &ffn(&ln(&x2, &w.ln2))?)
             }
-        }
+        })
     }
 
     /// Rotation keys the block needs (besides bootstrapping's).

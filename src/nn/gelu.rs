@@ -24,13 +24,14 @@ pub fn gelu<C: Circuit>(
 }
 
 /// The f64 twin on the same slot vectors with the same polynomial; `OutOfRange` for a slot
-/// outside the interval.
+/// outside the interval; `Invalid` for a layout or approximation that fails its `validate`.
 pub fn gelu_twin(
     layout: &Layout,
     x: &[Vec<f64>],
     approx: &PolyApprox,
 ) -> Result<Vec<Vec<f64>>, CkksError> {
     check_slots(layout, x)?;
+    approx.validate()?;
     x.iter()
         .map(|v| v.iter().map(|&s| approx.twin(s)).collect())
         .collect()

@@ -33,26 +33,48 @@ impl LayerNormOptions {
     /// aside; raise it for those).
     pub const DEFAULT_BOUND: f64 = 64.0;
 
-    /// var + eps in `InvSqrt::DEFAULT_INTERVAL` ([0.5, 2500]), 2^-24 relative.
+    /// var + eps in `InvSqrt::DEFAULT_INTERVAL` ([0.5, 2500]), 2^-24 relative. Errors: as
+    /// `validate`.
     pub fn new(eps: f64) -> Result<Self, CkksError> {
-        Ok(LayerNormOptions {
-            inv_sqrt: InvSqrt::layernorm_default()?,
-            eps,
-            bound: Self::DEFAULT_BOUND,
-        })
+        Self::checked(InvSqrt::layernorm_default()?, eps)
     }
 
-    /// var + eps in [a, b], to 2^-bits relative.
+    /// var + eps in [a, b], to 2^-bits relative. Errors: as `InvSqrt::auto` and `validate`.
     pub fn with_interval(a: f64, b: f64, eps: f64, bits: f64) -> Result<Self, CkksError> {
-        Ok(LayerNormOptions {
-            inv_sqrt: InvSqrt::auto(a, b, bits)?,
+        Self::checked(InvSqrt::auto(a, b, bits)?, eps)
+    }
+
+    fn checked(inv_sqrt: InvSqrt, eps: f64) -> Result<Self, CkksError> {
+        let o = LayerNormOptions {
+            inv_sqrt,
             eps,
             bound: Self::DEFAULT_BOUND,
-        })
+        };
+        o.validate()?;
+        Ok(o)
+    }
+
+    /// Errors (`Invalid`): eps not finite and >= 0, a bound that is not finite and positive,
+    /// `inv_sqrt` failing `InvSqrt::validate`.
+    pub fn validate(&self) -> Result<(), CkksError> {
+        let (eps, bound) = (self.eps, self.bound);
+        if !(eps.is_finite() && eps >= 0.0 && bound.is_finite() && bound > 0.0) {
+            return Err(CkksError::Invalid(format!(
+                "layernorm: eps {eps} (need finite >= 0), bound {bound} (need finite > 0)"
+            )));
+        }
+        self.inv_sqrt.validate()
     }
 }
 
-fn check_affine(layout: &Layout, gamma: &[f64], beta: &[f64], eps: f64) -> Result<(), CkksError> {
+/// The options, and D finite values each in gamma and beta.
+fn check_affine(
+    layout: &Layout,
+    gamma: &[f64],
+    beta: &[f64],
+    o: &LayerNormOptions,
+) -> Result<(), CkksError> {
+    o.validate()?;
     if gamma.len() != layout.features || beta.len() != layout.features {
         return Err(CkksError::Invalid(format!(
             "gamma and beta need {} values, got {} and {}",
@@ -61,8 +83,8 @@ fn check_affine(layout: &Layout, gamma: &[f64], beta: &[f64], eps: f64) -> Resul
             beta.len()
         )));
     }
-    if !(eps.is_finite() && eps >= 0.0) {
-        return Err(CkksError::Invalid(format!("eps {eps}")));
+    if gamma.iter().chain(beta).any(|v| !v.is_finite()) {
+        return Err(CkksError::Invalid("non-finite gamma or beta".into()));
     }
     Ok(())
 }
@@ -116,10 +138,10 @@ fn layernorm_impl<C: Circuit>(
     let g_max = gamma.iter().fold(0.0f64, |m, v| m.max(v.abs()));
     let mut out = Vec::with_capacity(x.len());
     for (i, xi) in xc.iter().enumerate() {
-        let g = mul_plain_down(c, xi, &layout.broadcast_features(i, gamma, 0.0))?;
+        let g = mul_plain_down(c, xi, &layout.broadcast_features(i, gamma, 0.0)?)?;
         let g = c.refresh(&g, 1, (2.0 * o.bound * g_max).max(1.0))?;
         let y = mul(c, &g, &r)?;
-        let values = layout.broadcast_features(i, beta, 0.0);
+        let values = layout.broadcast_features(i, beta, 0.0)?;
         let b = c.encode(&values, c.level(&y), c.scale(&y))?;
         out.push(c.add_plain(&y, &b)?);
     }
@@ -127,7 +149,8 @@ fn layernorm_impl<C: Circuit>(
 }
 
 /// Encrypted LayerNorm of a T x D matrix in `layout` (all ciphertexts at one level and scale);
-/// gamma and beta have D values. Rehearsed on the simulator first: too few levels give
+/// gamma and beta have D finite values (checked, with the layout and `o.validate()`). Rehearsed
+/// on the simulator first: too few levels give
 /// `LevelsExhausted` before any ciphertext work. A variance outside the inverse square root's
 /// interval gives garbage under encryption; `layernorm_twin` reports it.
 pub fn layernorm<C: Circuit>(
@@ -159,7 +182,7 @@ pub fn layernorm_in<C: Circuit>(
     o: &LayerNormOptions,
 ) -> Result<Vec<C::Ct>, CkksError> {
     check_layout(c, layout, x)?;
-    check_affine(layout, gamma, beta, o.eps)?;
+    check_affine(layout, gamma, beta, o)?;
     layernorm_impl(c, layout, x, gamma, beta, o)
 }
 
@@ -173,9 +196,9 @@ pub fn layernorm_twin(
     o: &LayerNormOptions,
 ) -> Result<Vec<Vec<f64>>, CkksError> {
     check_slots(layout, x)?;
-    check_affine(layout, gamma, beta, o.eps)?;
+    check_affine(layout, gamma, beta, o)?;
     let (d, t) = (layout.features as f64, layout.tokens);
-    let mean: Vec<f64> = row_sum_twin(layout, x).iter().map(|s| s / d).collect();
+    let mean: Vec<f64> = row_sum_twin(layout, x)?.iter().map(|s| s / d).collect();
     let xc: Vec<Vec<f64>> = x
         .iter()
         .map(|v| v.iter().enumerate().map(|(i, s)| s - mean[i % t]).collect())
@@ -185,23 +208,22 @@ pub fn layernorm_twin(
         .map(|v| v.iter().map(|s| s * s).collect())
         .collect();
     let p = padding(layout) as f64;
-    let r: Vec<f64> = row_sum_twin(layout, &sq)
+    let r: Vec<f64> = row_sum_twin(layout, &sq)?
         .iter()
         .zip(&mean)
         .map(|(q, m)| o.inv_sqrt.twin((q - p * m * m) / d + o.eps))
         .collect::<Result<_, _>>()?;
-    Ok(xc
-        .iter()
+    xc.iter()
         .enumerate()
         .map(|(ci, v)| {
-            let g = layout.broadcast_features(ci, gamma, 0.0);
-            let b = layout.broadcast_features(ci, beta, 0.0);
-            v.iter()
+            let g = layout.broadcast_features(ci, gamma, 0.0)?;
+            let b = layout.broadcast_features(ci, beta, 0.0)?;
+            Ok(v.iter()
                 .enumerate()
                 .map(|(i, s)| s * g[i].re * r[i % t] + b[i].re)
-                .collect()
+                .collect())
         })
-        .collect())
+        .collect()
 }
 
 /// Exact LayerNorm of a row-major T x D matrix.
@@ -231,6 +253,7 @@ pub fn depth(
     layout: &Layout,
     o: &LayerNormOptions,
 ) -> Result<usize, CkksError> {
+    o.validate()?;
     let g = vec![1.0; layout.features];
     rehearse_depth(params, layout, |sim, x| {
         layernorm_impl(sim, layout, x, &g, &g, o)

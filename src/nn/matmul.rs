@@ -24,17 +24,32 @@ pub struct Linear {
 }
 
 impl Linear {
+    /// Errors: as `validate`.
     pub fn new(weight: Vec<Vec<f64>>, bias: Vec<f64>) -> Result<Self, CkksError> {
-        let d_out = bias.len();
-        if weight.is_empty() || weight.iter().any(|r| r.len() != d_out) {
+        let lin = Linear { weight, bias };
+        lin.validate()?;
+        Ok(lin)
+    }
+
+    /// Checks the shapes and values. Errors (`Invalid`): no inputs or outputs, a weight row
+    /// whose length is not the bias length, a non-finite weight or bias.
+    pub fn validate(&self) -> Result<(), CkksError> {
+        let d_out = self.bias.len();
+        if self.weight.is_empty() || d_out == 0 || self.weight.iter().any(|r| r.len() != d_out) {
             return Err(CkksError::Invalid(format!(
-                "weight must be D_in x {d_out} (the bias length)"
+                "weight must be D_in x {d_out} (the bias length), D_in and D_out > 0"
             )));
         }
-        if weight.iter().flatten().chain(&bias).any(|w| !w.is_finite()) {
+        if self
+            .weight
+            .iter()
+            .flatten()
+            .chain(&self.bias)
+            .any(|w| !w.is_finite())
+        {
             return Err(CkksError::Invalid("non-finite weight".into()));
         }
-        Ok(Linear { weight, bias })
+        Ok(())
     }
 
     pub fn d_in(&self) -> usize {
@@ -46,8 +61,17 @@ impl Linear {
     }
 
     /// The f64 twin (and the exact reference: the layer has no approximation): X W + b.
-    pub fn twin(&self, x: &[Vec<f64>]) -> Vec<Vec<f64>> {
-        x.iter()
+    /// Errors: `validate`, a row of x that does not have D_in values.
+    pub fn twin(&self, x: &[Vec<f64>]) -> Result<Vec<Vec<f64>>, CkksError> {
+        self.validate()?;
+        if let Some(row) = x.iter().find(|r| r.len() != self.d_in()) {
+            return Err(CkksError::Invalid(format!(
+                "a row of {} values into a layer of {} inputs",
+                row.len(),
+                self.d_in()
+            )));
+        }
+        Ok(x.iter()
             .map(|row| {
                 (0..self.d_out())
                     .map(|o| {
@@ -59,7 +83,7 @@ impl Linear {
                     })
                     .collect()
             })
-            .collect()
+            .collect())
     }
 
     /// Diagonal `d` of block (i, o) as a slot vector, or None when it is all zero.
@@ -109,13 +133,16 @@ pub fn linear_rotations(layout: &Layout, d_in: usize, d_out: usize) -> Vec<i64> 
 }
 
 /// Y = X W + b: `x` holds the ciphertexts of `layout` (D_in = layout.features); the result is in
-/// `layout.with_features(D_out)`, one level lower, at the input's scale.
+/// `layout.with_features(D_out)`, one level lower, at the input's scale. Errors: `lin.validate()`,
+/// `layout.validate()`, D_in or the ciphertexts not matching the layout, level 0.
 pub fn linear<C: Circuit>(
     c: &C,
     layout: &Layout,
     x: &[C::Ct],
     lin: &Linear,
 ) -> Result<Vec<C::Ct>, CkksError> {
+    lin.validate()?;
+    layout.validate()?;
     if layout.features != lin.d_in() || x.len() != layout.cts() {
         return Err(CkksError::Invalid(format!(
             "a {} x {} layer on {} ciphertexts of a {}-feature layout",
@@ -192,7 +219,7 @@ pub fn linear<C: Circuit>(
                 c.rescale(&z)?
             }
         };
-        let bias = out_layout.broadcast_features(o, &lin.bias, 0.0);
+        let bias = out_layout.broadcast_features(o, &lin.bias, 0.0)?;
         let pt = c.encode(&bias, c.level(&y), c.scale(&y))?;
         out.push(c.add_plain(&y, &pt)?);
     }

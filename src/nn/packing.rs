@@ -46,7 +46,13 @@ impl Layout {
     /// The layout of a `tokens x features` matrix in ciphertexts of at most `max_slots` slots.
     /// F is the largest power of two with T F <= max_slots (every layout of a model at the same T
     /// then shares F, so matmuls need no re-packing); narrower matrices leave F - D columns zero.
+    /// Errors: `max_slots` or `tokens` not a power of two, tokens > max_slots, no features.
     pub fn new(tokens: usize, features: usize, max_slots: usize) -> Result<Self, CkksError> {
+        if !max_slots.is_power_of_two() {
+            return Err(CkksError::Invalid(format!(
+                "{max_slots} slots per ciphertext: need a power of two"
+            )));
+        }
         if !tokens.is_power_of_two() || tokens > max_slots {
             return Err(CkksError::Invalid(format!(
                 "tokens must be a power of two at most {max_slots}, got {tokens} (pad the sequence)"
@@ -63,7 +69,8 @@ impl Layout {
         })
     }
 
-    /// B inputs of `tokens` tokens each, stacked along the token axis.
+    /// B inputs of `tokens` tokens each, stacked along the token axis. Errors: as `new`, or a
+    /// batch that is not a power of two.
     pub fn batched(
         batch: usize,
         tokens: usize,
@@ -75,14 +82,36 @@ impl Layout {
                 "the batch must be a power of two, got {batch}"
             )));
         }
-        let mut l = Layout::new(batch * tokens, features, max_slots)?;
+        let rows = batch.checked_mul(tokens).ok_or_else(|| {
+            CkksError::Invalid(format!("{batch} inputs of {tokens} tokens overflow"))
+        })?;
+        let mut l = Layout::new(rows, features, max_slots)?;
         l.batch = batch;
         Ok(l)
     }
 
+    /// Checks a layout built by hand: tokens, features per ciphertext and batch powers of two,
+    /// the batch at most the tokens, some features, T F without overflow. Errors: `Invalid`.
+    /// (The accessors do not panic on a layout that fails it; the layers call it.)
+    pub fn validate(&self) -> Result<(), CkksError> {
+        let ok = self.tokens.is_power_of_two()
+            && self.per_ct.is_power_of_two()
+            && self.batch.is_power_of_two()
+            && self.batch <= self.tokens
+            && self.features > 0
+            && self.tokens.checked_mul(self.per_ct).is_some();
+        if !ok {
+            return Err(CkksError::Invalid(format!(
+                "malformed layout {self:?}: tokens, per_ct and batch must be powers of two, \
+                 batch <= tokens, features > 0"
+            )));
+        }
+        Ok(())
+    }
+
     /// Tokens of one input.
     pub fn tokens_per_input(&self) -> usize {
-        self.tokens / self.batch
+        self.tokens.checked_div(self.batch).unwrap_or(0)
     }
 
     /// The same token axis with another number of features.
@@ -92,16 +121,21 @@ impl Layout {
 
     /// Slots per ciphertext (T F).
     pub fn slots(&self) -> usize {
-        self.tokens * self.per_ct
+        self.tokens.saturating_mul(self.per_ct)
     }
 
     /// Ciphertexts the matrix spans.
     pub fn cts(&self) -> usize {
+        if self.per_ct == 0 {
+            return 0;
+        }
         self.features.div_ceil(self.per_ct)
     }
 
-    /// Slot vectors of a row-major T x D matrix (the client encodes these).
+    /// Slot vectors of a row-major T x D matrix (the client encodes these). Errors: `validate`,
+    /// a matrix that is not T x D.
     pub fn pack(&self, x: &[Vec<f64>]) -> Result<Vec<Vec<f64>>, CkksError> {
+        self.validate()?;
         if x.len() != self.tokens || x.iter().any(|r| r.len() != self.features) {
             return Err(CkksError::Invalid(format!(
                 "expected a {} x {} matrix",
@@ -122,8 +156,10 @@ impl Layout {
             .collect())
     }
 
-    /// The row-major T x D matrix of slot vectors (the inverse of `pack`).
+    /// The row-major T x D matrix of slot vectors (the inverse of `pack`). Errors: `validate`,
+    /// too few vectors or slots.
     pub fn unpack(&self, v: &[Vec<f64>]) -> Result<Vec<Vec<f64>>, CkksError> {
+        self.validate()?;
         if v.len() != self.cts() || v.iter().any(|s| s.len() < self.slots()) {
             return Err(CkksError::Invalid(format!(
                 "expected {} slot vectors of {} slots",
@@ -141,20 +177,43 @@ impl Layout {
             .collect())
     }
 
-    /// Splits a batch-layout matrix (B T rows) into the B inputs' T x D matrices.
-    pub fn unbatch(&self, x: &[Vec<f64>]) -> Vec<Vec<Vec<f64>>> {
-        x.chunks(self.tokens_per_input())
+    /// Splits a batch-layout matrix (B T rows) into the B inputs' T x D matrices. Errors:
+    /// `validate`, not B T rows.
+    pub fn unbatch(&self, x: &[Vec<f64>]) -> Result<Vec<Vec<Vec<f64>>>, CkksError> {
+        self.validate()?;
+        if x.len() != self.tokens {
+            return Err(CkksError::Invalid(format!(
+                "{} rows in a batch layout of {}",
+                x.len(),
+                self.tokens
+            )));
+        }
+        Ok(x.chunks(self.tokens_per_input())
             .map(|c| c.to_vec())
-            .collect()
+            .collect())
     }
 
     /// A plaintext-slot vector holding `per_feature[j]` in every token slot of column j of
-    /// ciphertext c (gamma, beta, biases); columns past D get `pad`.
-    pub fn broadcast_features(&self, c: usize, per_feature: &[f64], pad: f64) -> Vec<C64> {
+    /// ciphertext c (gamma, beta, biases); columns past D get `pad`. Errors: `validate`, too few
+    /// values for the columns of ciphertext c.
+    pub fn broadcast_features(
+        &self,
+        c: usize,
+        per_feature: &[f64],
+        pad: f64,
+    ) -> Result<Vec<C64>, CkksError> {
+        self.validate()?;
         let (t, f) = (self.tokens, self.per_ct);
+        let need = self.features.min(c.saturating_add(1).saturating_mul(f));
+        if per_feature.len() < need {
+            return Err(CkksError::Invalid(format!(
+                "{} values for the {need} features up to ciphertext {c}",
+                per_feature.len()
+            )));
+        }
         let mut v = vec![C64::default(); self.slots()];
         for j in 0..f {
-            let col = c * f + j;
+            let col = c.saturating_mul(f).saturating_add(j);
             let x = if col < self.features {
                 per_feature[col]
             } else {
@@ -164,14 +223,15 @@ impl Layout {
                 *s = C64::new(x, 0.0);
             }
         }
-        v
+        Ok(v)
     }
 }
 
 /// Per-token sums over all features: the ciphertexts are added, then summed across their F
 /// blocks by log2(F) rotations, so every block holds the row sums (one ciphertext out). Needs the
-/// rotation keys `row_sum_rotations`.
+/// rotation keys `row_sum_rotations`. Errors: `Layout::validate`, no ciphertexts.
 pub fn row_sum<C: Circuit>(c: &C, layout: &Layout, x: &[C::Ct]) -> Result<C::Ct, CkksError> {
+    layout.validate()?;
     let mut acc = x
         .first()
         .cloned()
@@ -219,7 +279,7 @@ pub fn group_sums<C: Circuit>(
     let firsts: Vec<f64> = (0..layout.per_ct)
         .map(|j| if j % group == 0 { 1.0 } else { 0.0 })
         .collect();
-    let mask = layout.broadcast_features(0, &firsts, 0.0);
+    let mask = layout.broadcast_features(0, &firsts, 0.0)?;
     x.iter()
         .map(|ct| {
             let mut acc = ct.clone();
@@ -240,6 +300,7 @@ pub fn group_sums<C: Circuit>(
 }
 
 fn check_group(layout: &Layout, group: usize) -> Result<(), CkksError> {
+    layout.validate()?;
     if !group.is_power_of_two() || layout.per_ct % group != 0 || layout.features % group != 0 {
         return Err(CkksError::Invalid(format!(
             "groups of {group} features must be a power of two dividing {} (features per \
@@ -257,9 +318,10 @@ pub fn group_sums_twin(
     x: &[Vec<f64>],
     group: usize,
 ) -> Result<Vec<Vec<f64>>, CkksError> {
+    layout.validate()?;
     let t = layout.tokens;
     if group >= layout.features {
-        let s = super::approx::row_sum_twin(layout, x);
+        let s = super::approx::row_sum_twin(layout, x)?;
         return Ok(vec![(0..layout.slots()).map(|i| s[i % t]).collect()]);
     }
     check_group(layout, group)?;
@@ -318,7 +380,7 @@ mod tests {
         assert_eq!((l.tokens, l.tokens_per_input(), l.per_ct), (8, 4, 4));
         let x: Vec<Vec<f64>> = (0..8).map(|t| vec![t as f64; 3]).collect();
         let back = l.unpack(&l.pack(&x).unwrap()).unwrap();
-        let parts = l.unbatch(&back);
+        let parts = l.unbatch(&back).unwrap();
         assert_eq!(parts.len(), 2);
         assert_eq!(parts[1][0], vec![4.0; 3]);
     }

@@ -54,7 +54,8 @@ pub struct SoftmaxOptions {
 
 impl SoftmaxOptions {
     /// A constant bound b, with each row's max (over visible keys) at least b - gap: the row sums
-    /// are in [e^-gap, keys] and the inverse is sized for that (2^-24 relative).
+    /// are in [e^-gap, keys] and the inverse is sized for that (2^-24 relative). Errors:
+    /// `validate`, 0 keys, a gap outside [0, exp's range].
     pub fn constant(keys: usize, bound: f64, gap: f64, causal: bool) -> Result<Self, CkksError> {
         Self::with_sum_range(Shift::Constant(bound), keys, gap, causal)
     }
@@ -77,6 +78,7 @@ impl SoftmaxOptions {
     }
 
     /// The row mean plus `above` (>= max - mean of every row): row sums are in [e^-above, keys].
+    /// Errors: as `constant`.
     pub fn row_mean(keys: usize, above: f64, causal: bool) -> Result<Self, CkksError> {
         Self::with_sum_range(Shift::RowMean { above }, keys, above, causal)
     }
@@ -107,14 +109,35 @@ impl SoftmaxOptions {
         // A guess of at most 6 levels, so that the row sums reach it without a bootstrap (see
         // `softmax_impl`).
         let inverse = Inverse::auto_with(0.95 * (-gap).exp(), 1.05 * keys as f64, 24.0, 5)?;
-        Ok(SoftmaxOptions {
+        let o = SoftmaxOptions {
             shift,
             exp,
             inverse,
             causal,
             heads: 1,
             diagonal: false,
-        })
+        };
+        o.validate()?;
+        Ok(o)
+    }
+
+    /// Errors (`Invalid`): a non-finite constant shift, `above` not finite in [0, exp's range],
+    /// 0 heads, `exp` or `inverse` failing their `validate`.
+    pub fn validate(&self) -> Result<(), CkksError> {
+        let ok = match self.shift {
+            Shift::Constant(b) => b.is_finite(),
+            Shift::RowMean { above } => {
+                above.is_finite() && (0.0..=self.exp.range).contains(&above)
+            }
+        };
+        if !ok || self.heads == 0 {
+            return Err(CkksError::Invalid(format!(
+                "softmax: shift {:?} (finite; `above` in [0, {}]) over {} heads (need > 0)",
+                self.shift, self.exp.range, self.heads
+            )));
+        }
+        self.exp.validate()?;
+        self.inverse.validate()
     }
 
     /// A bound on |score| that the promised shift implies (what a bootstrap of the scores
@@ -137,13 +160,24 @@ impl SoftmaxOptions {
     }
 }
 
-/// The 0/1 mask per ciphertext: 1 for real keys (column < K) that the query may see.
+/// The 0/1 mask per ciphertext: 1 for real keys (column < K) that the query may see; empty for
+/// a layout that fails `Layout::validate`.
 pub fn mask(layout: &Layout, causal: bool) -> Vec<Vec<f64>> {
-    mask_with(layout, causal, layout.features, false)
+    mask_with(layout, causal, layout.features, false).unwrap_or_default()
 }
 
-/// `mask` for score matrices in groups of `group` columns, in diagonal order or not.
-pub fn mask_with(layout: &Layout, causal: bool, group: usize, diagonal: bool) -> Vec<Vec<f64>> {
+/// `mask` for score matrices in groups of `group` columns, in diagonal order or not. Errors:
+/// `Layout::validate`, a group of 0 columns.
+pub fn mask_with(
+    layout: &Layout,
+    causal: bool,
+    group: usize,
+    diagonal: bool,
+) -> Result<Vec<Vec<f64>>, CkksError> {
+    layout.validate()?;
+    if group == 0 {
+        return Err(CkksError::Invalid("a mask over groups of 0 columns".into()));
+    }
     let (t, f) = (layout.tokens, layout.per_ct);
     let tin = layout.tokens_per_input();
     let visible = |col: usize, tok: usize| {
@@ -151,7 +185,7 @@ pub fn mask_with(layout: &Layout, causal: bool, group: usize, diagonal: bool) ->
         let key = if diagonal { (q + r) % tin } else { r };
         !causal || key <= q
     };
-    (0..layout.cts())
+    Ok((0..layout.cts())
         .map(|ci| {
             let mut v = vec![0.0; layout.slots()];
             for j in 0..f {
@@ -167,7 +201,7 @@ pub fn mask_with(layout: &Layout, causal: bool, group: usize, diagonal: bool) ->
             }
             v
         })
-        .collect()
+        .collect())
 }
 
 /// Per sum ciphertext, 1 on the slots of rows with no visible key (padding groups), whose sums
@@ -228,7 +262,7 @@ fn softmax_impl<C: Circuit>(
 ) -> Result<Vec<C::Ct>, CkksError> {
     let r = o.exp.range;
     let group = o.group(layout)?;
-    let masks = mask_with(layout, o.causal, group, o.diagonal);
+    let masks = mask_with(layout, o.causal, group, o.diagonal)?;
     let weights = mean_weights(layout, &masks, group, r)?;
     let mean = matches!(o.shift, Shift::RowMean { .. });
     let masked = group < layout.features;
@@ -319,7 +353,8 @@ fn softmax_impl<C: Circuit>(
 /// Encrypted row softmax of a score matrix in `layout` (keys as features; all ciphertexts at one
 /// level and scale). The plan is rehearsed on the simulator first, so too few levels give
 /// `LevelsExhausted` before any ciphertext work. Scores outside the promised range (see `Shift`)
-/// give garbage under encryption; `softmax_twin` reports them.
+/// give garbage under encryption; `softmax_twin` reports them. Errors: the layout,
+/// `o.validate()`, too few levels.
 pub fn softmax<C: Circuit>(
     c: &C,
     layout: &Layout,
@@ -327,6 +362,7 @@ pub fn softmax<C: Circuit>(
     o: &SoftmaxOptions,
 ) -> Result<Vec<C::Ct>, CkksError> {
     check_layout(c, layout, x)?;
+    o.validate()?;
     softmax_impl(&Simulator::new(c.params()), layout, &metas(c, x), o)?;
     softmax_impl(c, layout, x, o)
 }
@@ -339,6 +375,7 @@ pub fn softmax_in<C: Circuit>(
     o: &SoftmaxOptions,
 ) -> Result<Vec<C::Ct>, CkksError> {
     check_layout(c, layout, x)?;
+    o.validate()?;
     softmax_impl(c, layout, x, o)
 }
 
@@ -350,9 +387,10 @@ pub fn softmax_twin(
     o: &SoftmaxOptions,
 ) -> Result<Vec<Vec<f64>>, CkksError> {
     check_slots(layout, x)?;
+    o.validate()?;
     let r = o.exp.range;
     let group = o.group(layout)?;
-    let masks = mask_with(layout, o.causal, group, o.diagonal);
+    let masks = mask_with(layout, o.causal, group, o.diagonal)?;
     let weights = mean_weights(layout, &masks, group, r)?;
     let visible: Vec<Vec<f64>> = if o.causal {
         x.iter()
@@ -438,5 +476,6 @@ pub fn depth(
     layout: &Layout,
     o: &SoftmaxOptions,
 ) -> Result<usize, CkksError> {
+    o.validate()?;
     rehearse_depth(params, layout, |sim, x| softmax_impl(sim, layout, x, o))
 }
