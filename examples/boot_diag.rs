@@ -90,7 +90,7 @@ fn main() {
             &sk,
         )
         .unwrap();
-    let ms = dft::slots_to_coeffs(n, n, pr.boot.stc_levels);
+    let ms = dft::slots_to_coeffs(n, n, pr.boot.stc_levels).unwrap();
     let mut want = z.clone();
     for (i, m) in ms.iter().enumerate() {
         let lt = LinearTransform::new(
@@ -102,7 +102,7 @@ fn main() {
         )
         .unwrap();
         ct = lt.apply(&ev, &ct).unwrap();
-        want = m.apply(&want);
+        want = m.apply(&want).unwrap();
     }
     let got = Decryptor::new(&ctx).decrypt_complex(&ct, &sk).unwrap();
     let e = got
@@ -130,13 +130,13 @@ fn main() {
     let mut ct = Encryptor::secret(&ctx)
         .encrypt_sk(&enc.encode_complex(&z, top, Some(q0)).unwrap(), &sk)
         .unwrap();
-    let ms = dft::coeffs_to_slots(n, n, pr.boot.cts_levels, 1.0 / 32.0);
+    let ms = dft::coeffs_to_slots(n, n, pr.boot.cts_levels, 1.0 / 32.0).unwrap();
     let mut want = z.clone();
     for (i, m) in ms.iter().enumerate() {
         let lt =
             LinearTransform::new(&ev, m, top - i, params.rescale_factor(top - i), false).unwrap();
         ct = lt.apply(&ev, &ct).unwrap();
-        want = m.apply(&want);
+        want = m.apply(&want).unwrap();
     }
     let got = Decryptor::new(&ctx).decrypt_complex(&ct, &sk).unwrap();
     let e = got
@@ -174,10 +174,10 @@ fn main() {
     let dec = Decryptor::new(&ctx);
     {
         let z = dec.decrypt_complex(&x, &sk).unwrap();
-        let ms = dft::coeffs_to_slots(n, n, pr.boot.cts_levels, 1.0 / (2.0 * k));
+        let ms = dft::coeffs_to_slots(n, n, pr.boot.cts_levels, 1.0 / (2.0 * k)).unwrap();
         let mut w = z.clone();
         for m in &ms {
-            w = m.apply(&w);
+            w = m.apply(&w).unwrap();
         }
         let re_twin: Vec<f64> = w.iter().map(|c| 2.0 * c.re).collect();
         let re = dec.decrypt(&parts[0], &sk).unwrap();
@@ -200,8 +200,8 @@ fn main() {
             .map(|(a, b)| C64::new((2.0 * PI * k * a).sin(), (2.0 * PI * k * b).sin()))
             .collect();
         let mut o = y.clone();
-        for m in &dft::slots_to_coeffs(n, n, pr.boot.stc_levels) {
-            o = m.apply(&o);
+        for m in &dft::slots_to_coeffs(n, n, pr.boot.stc_levels).unwrap() {
+            o = m.apply(&o).unwrap();
         }
         let f = q0 / (2.0 * PI * ct0.scale);
         let e_chain = o
@@ -251,10 +251,10 @@ fn main() {
     let out = b.slots_to_coeffs(&ev, &y, ct0.scale).unwrap();
     let got = dec.decrypt_complex(&out, &sk).unwrap();
     // f64 StC of the decrypted EvalMod output, read with the same factor.
-    let ms = dft::slots_to_coeffs(n, n, pr.boot.stc_levels);
+    let ms = dft::slots_to_coeffs(n, n, pr.boot.stc_levels).unwrap();
     let mut w = y_dec.clone();
     for m in &ms {
-        w = m.apply(&w);
+        w = m.apply(&w).unwrap();
     }
     let factor = q0 / (2.0 * PI * ct0.scale);
     let twin: Vec<f64> = w.iter().map(|z| z.re * factor).collect();

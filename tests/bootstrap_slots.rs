@@ -34,7 +34,12 @@ fn ring(residual: &ParametersLiteral, boot: &BootstrapLiteral) -> Ring {
 
 /// Bootstraps random values (uniform in [-1, 1], complex if asked) in `2^log_slots` slots and
 /// returns (mean, min) precision in bits over real and imaginary parts.
-fn bootstrap_bits(r: &mut Ring, boot: &BootstrapLiteral, log_slots: u32, complex: bool) -> (f64, f64) {
+fn bootstrap_bits(
+    r: &mut Ring,
+    boot: &BootstrapLiteral,
+    log_slots: u32,
+    complex: bool,
+) -> (f64, f64) {
     let lit = BootstrapLiteral {
         log_slots: Some(log_slots),
         ..boot.clone()
@@ -54,7 +59,9 @@ fn bootstrap_bits(r: &mut Ring, boot: &BootstrapLiteral, log_slots: u32, complex
         vec![0.0; n]
     };
     let values: Vec<C64> = re.iter().zip(&im).map(|(&a, &b)| C64::new(a, b)).collect();
-    let pt = Encoder::new(&r.ctx).encode_complex(&values, 0, None).unwrap();
+    let pt = Encoder::new(&r.ctx)
+        .encode_complex(&values, 0, None)
+        .unwrap();
     let ct = Encryptor::secret(&r.ctx).encrypt_sk(&pt, &r.sk).unwrap();
     let out = b.bootstrap(&ev, &ct).unwrap();
     assert_eq!(out.level, p.compute_top_level());
@@ -150,7 +157,11 @@ fn level_splits_at_n12() {
         };
         let mut r = ring(&residual, &lit);
         // One level for all 10-11 stages means thousands of diagonals: keep those to few slots.
-        let counts: &[u32] = if cts == 1 || stc == 1 { &[4, 10] } else { &[9, 10, 11] };
+        let counts: &[u32] = if cts == 1 || stc == 1 {
+            &[4, 10]
+        } else {
+            &[9, 10, 11]
+        };
         for &log_slots in counts {
             let (mean, min) = bootstrap_bits(&mut r, &lit, log_slots, true);
             assert!(
@@ -167,27 +178,52 @@ fn degenerate_literals_are_errors() {
     let p = Parameters::new(boot.parameters_literal(&residual)).unwrap();
     let sim = umbra::ckks::Simulator::new(&p);
     for lit in [
-        BootstrapLiteral { log_slots: Some(12), ..boot.clone() },
-        BootstrapLiteral { k: 0, ..boot.clone() },
-        BootstrapLiteral { mod_degree: 1, ..boot.clone() },
-        BootstrapLiteral { arcsine_degree: 4, ..boot.clone() },
+        BootstrapLiteral {
+            log_slots: Some(12),
+            ..boot.clone()
+        },
+        BootstrapLiteral {
+            k: 0,
+            ..boot.clone()
+        },
+        BootstrapLiteral {
+            mod_degree: 1,
+            ..boot.clone()
+        },
+        BootstrapLiteral {
+            arcsine_degree: 4,
+            ..boot.clone()
+        },
     ] {
         assert!(Bootstrapper::new(&sim, &lit).is_err(), "{lit:?}");
     }
     // No CoeffsToSlots or SlotsToCoeffs level: refused before any parameters are built.
     for lit in [
-        BootstrapLiteral { cts_levels: 0, ..boot.clone() },
-        BootstrapLiteral { stc_levels: 0, ..boot.clone() },
-        BootstrapLiteral { cts_log_q: 0, ..boot.clone() },
-        BootstrapLiteral { eval_mod_log_q: 70, ..boot.clone() },
+        BootstrapLiteral {
+            cts_levels: 0,
+            ..boot.clone()
+        },
+        BootstrapLiteral {
+            stc_levels: 0,
+            ..boot.clone()
+        },
+        BootstrapLiteral {
+            cts_log_q: 0,
+            ..boot.clone()
+        },
+        BootstrapLiteral {
+            eval_mod_log_q: 70,
+            ..boot.clone()
+        },
     ] {
         assert!(lit.validate().is_err(), "{lit:?}");
-        let refused = std::panic::catch_unwind(|| {
-            match Parameters::new(lit.parameters_literal(&residual)) {
-                Ok(p) => Bootstrapper::new(&umbra::ckks::Simulator::new(&p), &lit).is_err(),
-                Err(_) => true,
-            }
-        });
+        let refused =
+            std::panic::catch_unwind(
+                || match Parameters::new(lit.parameters_literal(&residual)) {
+                    Ok(p) => Bootstrapper::new(&umbra::ckks::Simulator::new(&p), &lit).is_err(),
+                    Err(_) => true,
+                },
+            );
         assert_eq!(refused.ok(), Some(true), "{lit:?}");
     }
 }

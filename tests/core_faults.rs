@@ -37,7 +37,9 @@ fn boot_setup() -> Setup {
 impl Setup {
     fn encrypt(&self, v: &[f64], level: usize) -> Ciphertext {
         let pt = Encoder::new(&self.ctx).encode(v, level, None).unwrap();
-        Encryptor::secret(&self.ctx).encrypt_sk(&pt, &self.sk).unwrap()
+        Encryptor::secret(&self.ctx)
+            .encrypt_sk(&pt, &self.sk)
+            .unwrap()
     }
     fn decrypt(&self, ct: &Ciphertext) -> Vec<f64> {
         Decryptor::new(&self.ctx).decrypt(ct, &self.sk).unwrap()
@@ -100,7 +102,9 @@ fn big_integers_times_ciphertexts_decrypt() {
     let x = s.encrypt(&v, level);
     // 2^40 twice: the message reaches 2^80 at scale 2^50, 2^130 in all, past 4 primes.
     let k = 1i64 << 40;
-    let y = s.ev.mul_int_new(&s.ev.mul_int_new(&x, k).unwrap(), k).unwrap();
+    let y =
+        s.ev.mul_int_new(&s.ev.mul_int_new(&x, k).unwrap(), k)
+            .unwrap();
     let want: Vec<f64> = v.iter().map(|a| a * (k as f64) * (k as f64)).collect();
     let got = s.decrypt(&y);
     assert!(relative_bits(&got[..4], &want) >= 20.0, "{:?}", &got[..4]);
@@ -142,7 +146,9 @@ fn encode_and_decode_near_the_level_modulus() {
         }
     }
     // The value: 6e18 at the top level decodes to itself and survives encryption.
-    let pt = enc.encode(&[6e18, -6e18], p.max_level(), Some(scale)).unwrap();
+    let pt = enc
+        .encode(&[6e18, -6e18], p.max_level(), Some(scale))
+        .unwrap();
     assert!(relative_bits(&enc.decode(&pt).unwrap()[..2], &[6e18, -6e18]) >= 40.0);
     let ct = Encryptor::secret(ctx).encrypt_sk(&pt, &k.sk).unwrap();
     let got = Decryptor::new(ctx).decrypt(&ct, &k.sk).unwrap();
@@ -172,7 +178,10 @@ fn transparent_results_never_leave_without_an_opt_in() {
         ("x - x", s.ev.sub_new(&x, &x).unwrap()),
         ("x * 0", s.ev.mul_int_new(&x, 0).unwrap()),
         ("x * 0.0", s.ev.mul_const_new(&x, 0.0).unwrap()),
-        ("x * zero plaintext", s.ev.mul_plain_new(&x, &zero_pt).unwrap()),
+        (
+            "x * zero plaintext",
+            s.ev.mul_plain_new(&x, &zero_pt).unwrap(),
+        ),
     ];
     for (what, z) in zeroed {
         // Adding a plaintext gives a "ciphertext" whose c0 is the message in the clear.
@@ -194,19 +203,17 @@ fn transparent_results_never_leave_without_an_opt_in() {
         }
     }
     // A transparent ciphertext decrypts under any key: what the refusal prevents.
-    let leak = s
-        .ev
-        .add_plain_new(&s.ev.mul_int_new(&x, 0).unwrap(), &pt)
-        .unwrap();
+    let leak =
+        s.ev.add_plain_new(&s.ev.mul_int_new(&x, 0).unwrap(), &pt)
+            .unwrap();
     let other_sk = KeyGenerator::new(&s.ctx).gen_secret_key();
     let read = Decryptor::new(&s.ctx).decrypt(&leak, &other_sk).unwrap();
     assert!(relative_bits(&read[..16], &v) >= 20.0);
     // Masking one slot only is not transparent.
     let mut mask = vec![1.0; 16];
     mask[3] = 0.0;
-    let masked = s
-        .ev
-        .mul_plain_new(&x, &enc.encode(&mask, level, None).unwrap())
-        .unwrap();
+    let masked =
+        s.ev.mul_plain_new(&x, &enc.encode(&mask, level, None).unwrap())
+            .unwrap();
     assert!(!masked.is_transparent(&s.ctx).unwrap());
 }

@@ -30,7 +30,7 @@ fn bsgs_matches_f64_for_dense_and_banded_matrices() {
     let l = 64;
     // Dense random matrix (every diagonal) and a banded one with stride 4 (like an FFT level).
     let dense: Vec<Vec<C64>> = (0..l).map(|i| complex(l, i as u8)).collect();
-    let dense = DiagMatrix::from_dense(&dense);
+    let dense = DiagMatrix::from_dense(&dense).unwrap();
     let mut banded = DiagMatrix {
         slots: l,
         diags: Default::default(),
@@ -54,7 +54,7 @@ fn bsgs_matches_f64_for_dense_and_banded_matrices() {
         .encrypt_sk(&enc.encode_complex(&x, top, None).unwrap(), &sk)
         .unwrap();
     for (name, m) in [("dense", &dense), ("banded", &banded)] {
-        let want = m.apply(&x);
+        let want = m.apply(&x).unwrap();
         let mut outs = Vec::new();
         for lazy in [false, true] {
             let lt = LinearTransform::new(&ev, m, top, params.rescale_factor(top), lazy).unwrap();

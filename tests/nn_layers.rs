@@ -131,7 +131,7 @@ fn check_sim(c: &[Ciphertext], out: &[Ciphertext], sim_out: &[umbra::ckks::SimCi
 }
 
 fn sim_inputs(cts: &[Ciphertext]) -> Vec<umbra::ckks::SimCiphertext> {
-    approx::metas(&evaluator(), cts)
+    umbra::nn::chain::metas(&evaluator(), cts)
 }
 
 /// Encrypted vs twin (>= min_bits mean, >= min_bits - 4 worst case) and twin vs exact.

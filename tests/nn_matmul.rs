@@ -61,7 +61,7 @@ fn run(tokens: usize, d_in: usize, d_out: usize, max_slots: usize, seed: u8) -> 
     let dec = Decryptor::new(&ctx);
     let got: Vec<Vec<f64>> = y.iter().map(|ct| dec.decrypt(ct, &sk).unwrap()).collect();
     let got = out_layout.unpack(&got).unwrap();
-    let want = lin.twin(&x);
+    let want = lin.twin(&x).unwrap();
     let flat = |m: &Vec<Vec<f64>>| m.iter().flatten().copied().collect::<Vec<f64>>();
     // Relative to the output's scale (its RMS), as the issue asks.
     let rms = (flat(&want).iter().map(|v| v * v).sum::<f64>() / (tokens * d_out) as f64).sqrt();

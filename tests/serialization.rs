@@ -357,7 +357,11 @@ fn switching_keys_round_trip_and_still_work() {
     let evk2 = Arc::new(EvaluationKeys::from_bytes(ctx, &bytes).unwrap());
     assert_eq!(evk2.params_hash, p.hash);
     assert_eq!(evk2.galois.keys.len(), evk.galois.keys.len());
-    assert_eq!(evk2.to_bytes(ctx).unwrap(), bytes, "re-serialization is stable");
+    assert_eq!(
+        evk2.to_bytes(ctx).unwrap(),
+        bytes,
+        "re-serialization is stable"
+    );
     let ev = Evaluator::new(ctx, evk2).unwrap();
     let r = ev
         .rescale_new(&ev.mul_relin_new(&ca, &cb).unwrap())

@@ -30,7 +30,6 @@ fn key_serves(k: &SwitchingKey, level: usize, what: &str) -> Result<(), CkksErro
     Ok(())
 }
 
-
 impl Evaluator {
     /// An evaluator with evaluation keys (the server side never holds a secret key).
     pub fn new(ctx: &Arc<Context>, keys: Arc<EvaluationKeys>) -> Result<Self, CkksError> {

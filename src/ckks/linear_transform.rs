@@ -58,24 +58,13 @@ impl DiagMatrix {
     }
 
     /// From a dense row-major matrix (L x L). Errors: no rows, a row that is not of length L.
-    pub fn try_from_dense(rows: &[Vec<C64>]) -> Result<Self, CkksError> {
+    pub fn from_dense(rows: &[Vec<C64>]) -> Result<Self, CkksError> {
         let l = rows.len();
         if l == 0 || rows.iter().any(|r| r.len() != l) {
             return Err(CkksError::Invalid(format!(
                 "a dense matrix needs L rows of L entries (L = {l} rows)"
             )));
         }
-        Ok(Self::from_dense(rows))
-    }
-
-    /// From a dense row-major matrix (L x L). Panics unless every row has L entries
-    /// (`try_from_dense` returns the error instead).
-    pub fn from_dense(rows: &[Vec<C64>]) -> Self {
-        let l = rows.len();
-        assert!(
-            rows.iter().all(|r| r.len() == l),
-            "a dense matrix needs L rows of L entries"
-        );
         let mut diags = BTreeMap::new();
         for d in 0..l {
             let diag: Vec<C64> = (0..l).map(|k| rows[k][(k + d) % l]).collect();
@@ -83,21 +72,16 @@ impl DiagMatrix {
                 diags.insert(d, diag);
             }
         }
-        DiagMatrix { slots: l, diags }
+        Ok(DiagMatrix { slots: l, diags })
     }
 
     /// The f64 twin: the matrix applied to a slot vector. Errors: `validate`, or `x` not of
     /// length `slots`.
-    pub fn try_apply(&self, x: &[C64]) -> Result<Vec<C64>, CkksError> {
+    pub fn apply(&self, x: &[C64]) -> Result<Vec<C64>, CkksError> {
         self.validate()?;
         if x.len() != self.slots {
             return Err(CkksError::SlotMismatch(x.len(), self.slots));
         }
-        Ok(self.apply(x))
-    }
-
-    /// `try_apply` for a valid matrix and vector (panics otherwise).
-    pub fn apply(&self, x: &[C64]) -> Vec<C64> {
         let l = self.slots;
         let mut out = vec![C64::default(); l];
         for (&d, diag) in &self.diags {
@@ -105,24 +89,18 @@ impl DiagMatrix {
                 out[k] = out[k].add(diag[k].mul(x[(k + d) % l]));
             }
         }
-        out
+        Ok(out)
     }
 
     /// self o inner (apply `inner` first). Errors: either fails `validate`, or their sizes
     /// differ.
-    pub fn try_compose(&self, inner: &DiagMatrix) -> Result<DiagMatrix, CkksError> {
+    pub fn compose(&self, inner: &DiagMatrix) -> Result<DiagMatrix, CkksError> {
         self.validate()?;
         inner.validate()?;
         if self.slots != inner.slots {
             return Err(CkksError::SlotMismatch(self.slots, inner.slots));
         }
-        Ok(self.compose(inner))
-    }
-
-    /// `try_compose` for valid matrices of one size (panics otherwise).
-    pub fn compose(&self, inner: &DiagMatrix) -> DiagMatrix {
         let l = self.slots;
-        assert_eq!(l, inner.slots, "composing matrices of different sizes");
         let mut diags: BTreeMap<usize, Vec<C64>> = BTreeMap::new();
         for (&d, a) in &self.diags {
             for (&e, b) in &inner.diags {
@@ -135,7 +113,7 @@ impl DiagMatrix {
             }
         }
         diags.retain(|_, v| v.iter().any(|z| z.abs() > 1e-300));
-        DiagMatrix { slots: l, diags }
+        Ok(DiagMatrix { slots: l, diags })
     }
 
     /// Multiplies every entry by c.
@@ -390,11 +368,11 @@ mod tests {
                 })
                 .collect()
         };
-        let a = DiagMatrix::from_dense(&rows(3));
-        let b = DiagMatrix::from_dense(&rows(7));
+        let a = DiagMatrix::from_dense(&rows(3)).unwrap();
+        let b = DiagMatrix::from_dense(&rows(7)).unwrap();
         let x: Vec<C64> = (0..l).map(|i| C64::new(i as f64, 1.0)).collect();
-        let want = a.apply(&b.apply(&x));
-        let got = a.compose(&b).apply(&x);
+        let want = a.apply(&b.apply(&x).unwrap()).unwrap();
+        let got = a.compose(&b).unwrap().apply(&x).unwrap();
         for (g, w) in got.iter().zip(&want) {
             assert!(g.sub(*w).abs() < 1e-9);
         }

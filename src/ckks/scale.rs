@@ -16,12 +16,7 @@ pub fn same_scale(a: f64, b: f64) -> bool {
 
 /// The scale of a product at `level`, or `LevelsExhausted` when it leaves less than
 /// `SCALE_ROOM_BITS` below Q_level.
-pub fn product_scale(
-    p: &Parameters,
-    level: usize,
-    s1: f64,
-    s2: f64,
-) -> Result<f64, CkksError> {
+pub fn product_scale(p: &Parameters, level: usize, s1: f64, s2: f64) -> Result<f64, CkksError> {
     let s = s1 * s2;
     let room = p.log_q_at(level) - s.log2();
     if room < SCALE_ROOM_BITS {

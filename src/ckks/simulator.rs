@@ -7,8 +7,8 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use super::circuit::{check_slots, Circuit};
-use super::scale::{product_scale, same_scale, CONST_BITS_MAX};
 use super::keys::galois_element;
+use super::scale::{product_scale, same_scale, CONST_BITS_MAX};
 use super::{CkksError, Parameters};
 use crate::math::fft::C64;
 

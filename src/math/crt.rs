@@ -111,7 +111,14 @@ mod tests {
             .collect();
         let lift = CrtLift::new(&moduli);
         let mut digits = vec![0i64; 6];
-        for &x in &[0i128, 1, -1, 123_456_789, -(1i128 << 100) + 17, (1i128 << 120) - 3] {
+        for &x in &[
+            0i128,
+            1,
+            -1,
+            123_456_789,
+            -(1i128 << 100) + 17,
+            (1i128 << 120) - 3,
+        ] {
             let res = |i: usize| (x.rem_euclid(moduli[i].q as i128)) as u32;
             lift.digits(res, &mut digits);
             let got = lift.value(&digits);

@@ -14,7 +14,8 @@
 //! The top logit must beat every other by at least `gap` (in logit units): near-ties give a
 //! vector that is not one-hot (values between 0 and 1 on the tied slots).
 
-use super::approx::{metas, to_level, Sign};
+use super::approx::Sign;
+use super::chain::{metas, to_level};
 use crate::ckks::{Circuit, CkksError, Simulator};
 
 #[derive(Clone, Debug)]
@@ -106,7 +107,7 @@ pub fn row_max<C: Circuit>(c: &C, z: &C::Ct, sign: &Sign) -> Result<C::Ct, CkksE
         }
         // s is below d without bootstrapping; under `Refreshing` it may be above.
         let half_d = to_level(c, &d, 0.5, ls.min(c.level(&d) - 1))?;
-        let prod = super::approx::mul(c, &half_d, &s)?;
+        let prod = super::chain::mul(c, &half_d, &s)?;
         let mean = to_level(c, &c.add(&a, &b)?, 0.5, c.level(&prod))?;
         a = c.add(&mean, &prod)?;
     }
@@ -124,7 +125,7 @@ fn argmax_impl<C: Circuit>(c: &C, x: &C::Ct, o: &ArgmaxOptions) -> Result<C::Ct,
     let w = if c.level(&z) > c.level(&m) {
         c.sub(&to_level(c, &z, 1.0, c.level(&m))?, &m)?
     } else {
-        super::approx::add_aligned(c, &z, &c.mul_int(&m, -1)?)?
+        super::chain::add_aligned(c, &z, &c.mul_int(&m, -1)?)?
     };
     let w = c.add_const(&w, o.delta())?;
     o.step.evaluate(c, &w)

@@ -21,8 +21,9 @@
 //! **Levels.** Scores: 3 below K (token rotation, product, head mask), 2 below Q. Output: 2
 //! below A (column mask, product), 2 below V. With softmax between: see `depth`.
 
-use super::approx::{check_layout, check_slots, mul, mul_plain_down};
+use super::chain::{mul, mul_plain_down};
 use super::packing::Layout;
+use super::packing::{check_layout, check_slots};
 use super::softmax::{softmax_in, softmax_twin, SoftmaxOptions};
 use crate::ckks::{Circuit, CkksError, Simulator};
 use crate::math::fft::C64;
@@ -370,7 +371,7 @@ pub fn attention<C: Circuit>(
 ) -> Result<Vec<C::Ct>, CkksError> {
     check_layout(c, layout, v)?;
     let sim = Simulator::new(c.params());
-    let m = |x: &[C::Ct]| super::approx::metas(c, x);
+    let m = |x: &[C::Ct]| super::chain::metas(c, x);
     attention_in(&sim, layout, &m(q), &m(k), &m(v), o)?;
     attention_in(c, layout, q, k, v, o)
 }
@@ -521,7 +522,7 @@ pub fn depth(
     layout: &Layout,
     o: &AttentionOptions,
 ) -> Result<usize, CkksError> {
-    super::approx::rehearse_depth(params, layout, |sim, x| {
+    super::chain::rehearse_depth(params, layout, |sim, x| {
         attention_in(sim, layout, x, x, x, o)
     })
 }

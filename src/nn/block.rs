@@ -13,8 +13,9 @@
 //! the block runs on the bootstrapping parameter sets, and on `Refreshing<Simulator>` the same
 //! code places the bootstraps and counts the operations (the planner, `planner.rs`).
 
-use super::approx::{add_aligned, PolyApprox};
+use super::approx::PolyApprox;
 use super::attention::{self, AttentionOptions};
+use super::chain::add_aligned;
 use super::gelu;
 use super::layernorm::{self, LayerNormOptions};
 use super::matmul::{linear, linear_rotations, Linear};
@@ -296,7 +297,7 @@ impl Block {
         x: &[C::Ct],
     ) -> Result<Vec<C::Ct>, CkksError> {
         self.validate(layout)?;
-        super::approx::check_layout(c, layout, x)?;
+        super::packing::check_layout(c, layout, x)?;
         let w = &self.weights;
         match self.kind {
             BlockKind::Bert => {

@@ -2,7 +2,9 @@
 //! `approx::gelu_erf` / `gelu_tanh`): one polynomial per ciphertext, no rotations. The
 //! polynomial's constant is pinned so that p(0) = 0: padding columns stay zero.
 
-use super::approx::{self, check_layout, check_slots, metas, PolyApprox};
+use super::approx::{self, PolyApprox};
+use super::chain::metas;
+use super::packing::{check_layout, check_slots};
 use super::Layout;
 use crate::ckks::{Circuit, CkksError, Simulator};
 

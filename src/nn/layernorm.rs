@@ -11,11 +11,9 @@
 //! Levels: 1 (mean) + 1 (squares) + the inverse square root (1 + guess + 2 per Newton step) + 1
 //! (the product with gamma (x - mean)); 4 + 6 + 2 x 4 = 18 with the default [0.5, 2500].
 
-use super::approx::{
-    check_layout, check_slots, metas, mul, mul_plain_down, rehearse_depth, row_sum_twin, to_level,
-    InvSqrt,
-};
-use super::packing::{row_sum, row_sum_rotations};
+use super::approx::InvSqrt;
+use super::chain::{metas, mul, mul_plain_down, rehearse_depth, to_level};
+use super::packing::{check_layout, check_slots, row_sum, row_sum_rotations, row_sum_twin};
 use super::Layout;
 use crate::ckks::{Circuit, CkksError, Simulator};
 
@@ -105,7 +103,7 @@ fn layernorm_impl<C: Circuit>(
     // Mean and squares (2 levels), then the inverse square root's guess straight away: the
     // variance is never bootstrapped (its bound, D 2500, is far above typical values, and a
     // bootstrap's error scales with the bound).
-    let need = 2 + super::approx::poly_depth(c, &o.inv_sqrt.guess)?;
+    let need = 2 + super::chain::poly_depth(c, &o.inv_sqrt.guess)?;
     let x = x
         .iter()
         .map(|ct| c.refresh(ct, need, o.bound))

@@ -5,6 +5,7 @@ pub mod approx;
 pub mod argmax;
 pub mod attention;
 pub mod block;
+pub mod chain;
 pub mod gelu;
 pub mod layernorm;
 pub mod matmul;

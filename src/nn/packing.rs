@@ -288,7 +288,7 @@ pub fn group_sums<C: Circuit>(
                 acc = c.add(&acc, &c.rotate(&acc, step as i64)?)?;
                 step *= 2;
             }
-            let mut acc = super::approx::mul_plain_down(c, &acc, &mask)?;
+            let mut acc = super::chain::mul_plain_down(c, &acc, &mask)?;
             let mut step = t;
             while step < group * t {
                 acc = c.add(&acc, &c.rotate(&acc, -(step as i64))?)?;
@@ -321,7 +321,7 @@ pub fn group_sums_twin(
     layout.validate()?;
     let t = layout.tokens;
     if group >= layout.features {
-        let s = super::approx::row_sum_twin(layout, x)?;
+        let s = row_sum_twin(layout, x)?;
         return Ok(vec![(0..layout.slots()).map(|i| s[i % t]).collect()]);
     }
     check_group(layout, group)?;
@@ -351,6 +351,55 @@ pub fn group_sums_rotations(layout: &Layout, group: usize) -> Vec<i64> {
         step *= 2;
     }
     r
+}
+
+/// The ciphertexts of a matrix in `layout`: the layout (`Layout::validate`), their count and
+/// slot count.
+pub fn check_layout<C: Circuit>(c: &C, layout: &Layout, x: &[C::Ct]) -> Result<(), CkksError> {
+    layout.validate()?;
+    if x.len() != layout.cts() {
+        return Err(CkksError::Invalid(format!(
+            "expected {} ciphertexts for {} features, got {}",
+            layout.cts(),
+            layout.features,
+            x.len()
+        )));
+    }
+    if let Some(ct) = x.iter().find(|ct| c.slots(ct) != layout.slots()) {
+        return Err(CkksError::Invalid(format!(
+            "a ciphertext of {} slots in a layout of {}",
+            c.slots(ct),
+            layout.slots()
+        )));
+    }
+    Ok(())
+}
+
+/// Slot vectors of a matrix in `layout` (the twins' input check, `Layout::validate` included).
+pub fn check_slots(layout: &Layout, x: &[Vec<f64>]) -> Result<(), CkksError> {
+    layout.validate()?;
+    if x.len() != layout.cts() || x.iter().any(|v| v.len() != layout.slots()) {
+        return Err(CkksError::Invalid(format!(
+            "expected {} slot vectors of {} slots",
+            layout.cts(),
+            layout.slots()
+        )));
+    }
+    Ok(())
+}
+
+/// The twin of `packing::row_sum`: per token, the sum over every slot of its blocks (padding
+/// included, as under encryption). Errors: `Layout::validate`.
+pub fn row_sum_twin(layout: &Layout, x: &[Vec<f64>]) -> Result<Vec<f64>, CkksError> {
+    layout.validate()?;
+    let t = layout.tokens;
+    let mut s = vec![0.0; t];
+    for v in x {
+        for (i, &val) in v.iter().enumerate() {
+            s[i % t] += val;
+        }
+    }
+    Ok(s)
 }
 
 #[cfg(test)]

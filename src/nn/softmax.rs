@@ -17,11 +17,11 @@
 //! the same plaintext product: masked entries are mapped to the bottom of exp's interval,
 //! exp(-range) ~ 1e-28, so they drop out of the sum and of the output.
 
-use super::approx::{
-    chain_scale, check_layout, check_slots, metas, mul, mul_plain_down, rehearse_depth, Exp,
-    Inverse,
+use super::approx::{Exp, Inverse};
+use super::chain::{chain_scale, metas, mul, mul_plain_down, rehearse_depth};
+use super::packing::{
+    check_layout, check_slots, group_sums, group_sums_rotations, group_sums_twin,
 };
-use super::packing::{group_sums, group_sums_rotations, group_sums_twin};
 use super::Layout;
 use crate::ckks::{Circuit, CkksError, Simulator};
 use crate::math::fft::C64;
@@ -316,7 +316,7 @@ fn softmax_impl<C: Circuit>(
     let masked = group < layout.features;
     // The sums go into the inverse without a bootstrap of their own: a bootstrap's error scales
     // with its bound (the key count), far above typical sums (e^-above .. a few).
-    let need = usize::from(masked) + super::approx::poly_depth(c, &o.inverse.guess)? + 1;
+    let need = usize::from(masked) + super::chain::poly_depth(c, &o.inverse.guess)? + 1;
     let es = es
         .iter()
         .map(|e| c.refresh(e, need, 1.0))

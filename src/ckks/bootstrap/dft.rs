@@ -7,6 +7,7 @@
 use std::f64::consts::PI;
 
 use crate::ckks::linear_transform::DiagMatrix;
+use crate::ckks::CkksError;
 use crate::math::fft::C64;
 
 /// exp(2 pi i (5^j mod 4 len) / (4 len)): the twiddle of butterfly j in a stage of length len.
@@ -74,33 +75,42 @@ fn group_sizes(stages: usize, levels: usize) -> Vec<usize> {
 /// CoeffsToSlots for `n` slots on vectors of length `l` (n, or 2n for sparse packing), one
 /// matrix per level in the order applied, times `factor`. With l = 2n the output's second half is
 /// zeroed, so that real and imaginary parts can share one ciphertext afterwards.
-pub fn coeffs_to_slots(n: usize, l: usize, levels: usize, factor: f64) -> Vec<DiagMatrix> {
+pub fn coeffs_to_slots(
+    n: usize,
+    l: usize,
+    levels: usize,
+    factor: f64,
+) -> Result<Vec<DiagMatrix>, CkksError> {
     let lens: Vec<usize> = (1..=n.trailing_zeros()).rev().map(|s| 1 << s).collect();
     let mut out = Vec::with_capacity(levels);
     let mut it = lens.into_iter();
     for size in group_sizes(n.trailing_zeros() as usize, levels) {
         let mut m = DiagMatrix::identity(l);
         for len in it.by_ref().take(size) {
-            m = stage(l, len, true).compose(&m);
+            m = stage(l, len, true).compose(&m)?;
         }
         out.push(m);
+    }
+    if out.is_empty() {
+        return Err(CkksError::InvalidParameters(
+            "CoeffsToSlots needs at least one level".into(),
+        ));
     }
     out[0].scale(C64::new(factor, 0.0));
     if l == 2 * n {
         let mask: Vec<C64> = (0..l)
             .map(|k| C64::new(if k < n { 1.0 } else { 0.0 }, 0.0))
             .collect();
-        out.last_mut()
-            .expect("at least one level")
-            .scale_rows(&mask);
+        let last = out.len() - 1;
+        out[last].scale_rows(&mask);
     }
-    out
+    Ok(out)
 }
 
 /// SlotsToCoeffs for `n` slots on vectors of length `l`, in the order applied. With l = 2n the
 /// input holds real parts in its first half and imaginary parts in its second, and the first
 /// matrix recombines them (a + i b in both halves).
-pub fn slots_to_coeffs(n: usize, l: usize, levels: usize) -> Vec<DiagMatrix> {
+pub fn slots_to_coeffs(n: usize, l: usize, levels: usize) -> Result<Vec<DiagMatrix>, CkksError> {
     let lens: Vec<usize> = (1..=n.trailing_zeros()).map(|s| 1 << s).collect();
     let mut first = DiagMatrix::identity(l);
     if l == 2 * n {
@@ -122,11 +132,11 @@ pub fn slots_to_coeffs(n: usize, l: usize, levels: usize) -> Vec<DiagMatrix> {
             DiagMatrix::identity(l)
         };
         for len in it.by_ref().take(size) {
-            m = stage(l, len, false).compose(&m);
+            m = stage(l, len, false).compose(&m)?;
         }
         out.push(m);
     }
-    out
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -142,7 +152,7 @@ mod tests {
     }
 
     fn apply_all(ms: &[DiagMatrix], x: &[C64]) -> Vec<C64> {
-        ms.iter().fold(x.to_vec(), |v, m| m.apply(&v))
+        ms.iter().fold(x.to_vec(), |v, m| m.apply(&v).unwrap())
     }
 
     #[test]
@@ -155,12 +165,12 @@ mod tests {
             let mut v = z.clone();
             fft.inverse(&mut v);
             for levels in [1, 2, 3] {
-                let got = apply_all(&coeffs_to_slots(n, n, levels, 1.0), &z);
+                let got = apply_all(&coeffs_to_slots(n, n, levels, 1.0).unwrap(), &z);
                 for k in 0..n {
                     assert!(got[k].sub(v[bitrev(k, bits)]).abs() < 1e-12, "cts n={n}");
                 }
                 let vr: Vec<C64> = (0..n).map(|k| v[bitrev(k, bits)]).collect();
-                let back = apply_all(&slots_to_coeffs(n, n, levels), &vr);
+                let back = apply_all(&slots_to_coeffs(n, n, levels).unwrap(), &vr);
                 for k in 0..n {
                     assert!(back[k].sub(z[k]).abs() < 1e-12, "stc n={n}");
                 }
@@ -173,7 +183,7 @@ mod tests {
         let (n, l) = (8usize, 16usize);
         let z = vector(n);
         let zz: Vec<C64> = z.iter().chain(&z).copied().collect();
-        let got = apply_all(&coeffs_to_slots(n, l, 2, 0.5), &zz);
+        let got = apply_all(&coeffs_to_slots(n, l, 2, 0.5).unwrap(), &zz);
         assert!(got[n..].iter().all(|c| c.abs() == 0.0));
         // Real parts in the first half, imaginary parts in the second: back to z in both halves.
         let w: Vec<C64> = (0..l)
@@ -182,7 +192,7 @@ mod tests {
                 C64::new(if k < n { c.re } else { c.im }, 0.0)
             })
             .collect();
-        let back = apply_all(&slots_to_coeffs(n, l, 2), &w);
+        let back = apply_all(&slots_to_coeffs(n, l, 2).unwrap(), &w);
         for k in 0..l {
             assert!(back[k].sub(zz[k]).abs() < 1e-12);
         }

@@ -289,13 +289,13 @@ fn matrices(
     p: &Parameters,
     lit: &BootstrapLiteral,
     n: usize,
-) -> (usize, Vec<DiagMatrix>, Vec<DiagMatrix>) {
+) -> Result<(usize, Vec<DiagMatrix>, Vec<DiagMatrix>), CkksError> {
     let l = if n == p.max_slots() { n } else { 2 * n };
     let trace = (p.max_slots() / n) as f64;
     let factor = 1.0 / (2.0 * lit.k as f64 * trace);
-    let cts = dft::coeffs_to_slots(n, l, lit.cts_levels, factor);
-    let stc = dft::slots_to_coeffs(n, l, lit.stc_levels);
-    (l, cts, stc)
+    let cts = dft::coeffs_to_slots(n, l, lit.cts_levels, factor)?;
+    let stc = dft::slots_to_coeffs(n, l, lit.stc_levels)?;
+    Ok((l, cts, stc))
 }
 
 /// Rotations whose Galois keys bootstrapping needs, each with the highest level it is used at
@@ -307,7 +307,7 @@ pub fn rotations_with_levels(
 ) -> Result<Vec<(i64, usize)>, CkksError> {
     let n = lit.slots(p)?;
     let lay = layout(p, lit)?;
-    let (_, cts, stc) = matrices(p, lit, n);
+    let (_, cts, stc) = matrices(p, lit, n)?;
     let mut r: Vec<(i64, usize)> = Vec::new();
     for (i, m) in cts.iter().enumerate() {
         r.extend(rotations_for(m).into_iter().map(|x| (x, lay.top - i)));
@@ -405,7 +405,7 @@ impl<P> Bootstrapper<P> {
         let p = c.params().clone();
         let layout = layout(&p, lit)?;
         let n = lit.slots(&p)?;
-        let (l, cts_m, stc_m) = matrices(&p, lit, n);
+        let (l, cts_m, stc_m) = matrices(&p, lit, n)?;
         let q0 = p.rescale_factor(0);
         // Scales: CoeffsToSlots keeps Q_0 until its last level, which lands on EvalMod's first
         // prime group; SlotsToCoeffs keeps its input scale until its last level, which lands on
