@@ -9,7 +9,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use clap::{Parser, Subcommand};
 use umbra::backend::Device;
-use umbra::ckks::params::presets;
+use umbra::ckks::presets::presets;
 use umbra::ckks::Parameters;
 
 #[derive(Parser)]
@@ -203,7 +203,7 @@ fn run() -> Result<(), String> {
                     "dnum": p.literal.dnum,
                     "security_bits": p.security_bits(),
                     "insecure": !p.is_secure(),
-                    "bootstrappable": umbra::ckks::params::is_bootstrappable(&p),
+                    "bootstrappable": umbra::ckks::presets::is_bootstrappable(&p),
                 });
                 if json {
                     emit(format!("{row}"))?;

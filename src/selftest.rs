@@ -12,7 +12,7 @@ use rand_chacha::rand_core::{RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use crate::backend::{Backend, BackendError, Buffer, Device, RingContext};
-use crate::ckks::{params::presets, Context, Encoder, Encryptor, Evaluator, KeyGenerator};
+use crate::ckks::{presets::presets, Context, Encoder, Encryptor, Evaluator, KeyGenerator};
 use crate::ckks::{Ciphertext, CkksError, Decryptor, EvaluationKeys, Parameters};
 use crate::math::primes::largest_ntt_primes;
 

@@ -7,7 +7,8 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use common::*;
 use umbra::ckks::encoder::precision_bits;
-use umbra::ckks::params::{max_log_qp, presets, HE_STD_128_TERNARY};
+use umbra::ckks::params::{max_log_qp, HE_STD_128_TERNARY};
+use umbra::ckks::presets::presets;
 use umbra::ckks::{
     Ciphertext, CkksError, Decryptor, Encoder, Encryptor, Evaluator, Parameters, ParametersLiteral,
 };

@@ -19,7 +19,7 @@ fn secure_n16_full_slot_bootstrap() {
         .expect("an N=2^16 bootstrapping preset");
     let params = Parameters::new(pr.params.clone()).unwrap();
     assert!(params.is_secure() && !params.is_insecure_named());
-    assert!(umbra::ckks::params::is_bootstrappable(&params));
+    assert!(umbra::ckks::presets::is_bootstrappable(&params));
     let ctx = Context::new(params.clone(), Device::Cpu).unwrap();
     let mut kg = KeyGenerator::new(&ctx);
     let sk = kg.gen_secret_key();

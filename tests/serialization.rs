@@ -400,7 +400,7 @@ fn switching_keys_round_trip_and_still_work() {
 
 #[test]
 fn parameters_round_trip() {
-    for lit in umbra::ckks::params::presets() {
+    for lit in umbra::ckks::presets::presets() {
         let p = Parameters::new(lit.clone()).unwrap();
         let bytes = parameters_to_bytes(&p);
         assert_eq!(bytes[6], Kind::Parameters as u8);

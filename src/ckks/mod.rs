@@ -11,6 +11,7 @@ pub mod keyswitch;
 pub mod linear_transform;
 pub mod params;
 pub mod polynomial;
+pub mod presets;
 pub mod scale;
 pub mod serialize;
 pub mod simulator;

@@ -251,19 +251,6 @@ impl Parameters {
         }))
     }
 
-    /// A named preset.
-    pub fn preset(name: &str) -> Result<Arc<Parameters>, CkksError> {
-        let lit = presets()
-            .into_iter()
-            .find(|p| p.name == name)
-            .ok_or_else(|| {
-                CkksError::InvalidParameters(format!(
-                    "unknown preset `{name}` (see `umbra params`)"
-                ))
-            })?;
-        Parameters::new(lit)
-    }
-
     pub fn n(&self) -> usize {
         1 << self.literal.log_n
     }
@@ -408,45 +395,4 @@ pub fn max_log_qp(log_n: u32) -> f64 {
         .find(|(l, _)| *l == log_n)
         .map(|x| x.1)
         .unwrap_or(if log_n > 16 { 3544.0 } else { 0.0 })
-}
-
-fn lit(
-    name: &str,
-    log_n: u32,
-    log_q0: u32,
-    levels: usize,
-    log_scale: u32,
-    dnum: usize,
-) -> ParametersLiteral {
-    ParametersLiteral {
-        name: name.into(),
-        log_n,
-        log_q0,
-        levels,
-        log_scale,
-        dnum,
-        ..ParametersLiteral::default()
-    }
-}
-
-/// The named presets. Names spell out N, log QP, levels and scale bits.
-pub fn presets() -> Vec<ParametersLiteral> {
-    vec![
-        // Small and fast for tests: NOT secure.
-        lit("N12_QP450_L6_S40_insecure", 12, 60, 6, 40, 3),
-        // 128-bit compute sets, sized like the OpenFHE peer sets (log QP 420 and 700).
-        lit("N14_QP423_L6_S40", 14, 60, 6, 40, 4),
-        lit("N15_QP750_L10_S45", 15, 60, 10, 45, 3),
-        // 128-bit N=2^16 compute set with the full modulus (26 levels, no bootstrapping).
-        lit("N16_QP1690_L26_S50", 16, 60, 26, 50, 5),
-    ]
-    .into_iter()
-    // Bootstrapping sets: compute levels plus the levels bootstrapping spends.
-    .chain(super::bootstrap::presets().into_iter().map(|b| b.params))
-    .collect()
-}
-
-/// Whether a set is one of the bootstrapping presets (compute levels plus bootstrapping levels).
-pub fn is_bootstrappable(p: &Parameters) -> bool {
-    super::bootstrap::preset(&p.literal.name).is_ok_and(|b| b.params == p.literal)
 }
