@@ -28,10 +28,11 @@ fn error_lines(o: &Output) -> Vec<String> {
         .collect()
 }
 
-/// Fails with a non-zero exit code and exactly one `error:` line, which contains every word of
-/// `words`; returns that line.
-fn fails_with(args: &[&str], words: &[&str]) -> String {
-    let o = umbra(args);
+/// `umbra` with the arguments of `cmd` (split at spaces) fails with a non-zero exit code and
+/// exactly one `error:` line, which contains every word of `words`; returns that line.
+fn fails_with(cmd: &str, words: &[&str]) -> String {
+    let args: Vec<&str> = cmd.split_whitespace().collect();
+    let o = umbra(&args);
     assert!(!o.status.success(), "{args:?} succeeded: {}", stderr(&o));
     assert_ne!(o.status.code(), Some(0), "{args:?}");
     let errors = error_lines(&o);
@@ -59,14 +60,8 @@ fn fails_with(args: &[&str], words: &[&str]) -> String {
 #[test]
 fn success_prints_no_error_line() {
     // Probes every backend (CUDA, then a wgpu adapter) before falling back to one.
-    let o = umbra(&[
-        "bench",
-        "ops",
-        "--preset",
-        "N12_QP450_L6_S40_insecure",
-        "--reps",
-        "1",
-    ]);
+    let args = "bench ops --preset N12_QP450_L6_S40_insecure --reps 1";
+    let o = umbra(&args.split_whitespace().collect::<Vec<_>>());
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(error_lines(&o).is_empty(), "stderr:\n{}", stderr(&o));
     assert!(String::from_utf8_lossy(&o.stdout).contains("mul_relin"));
@@ -75,36 +70,14 @@ fn success_prints_no_error_line() {
 #[test]
 fn too_many_tokens_says_so_with_the_largest_that_fits() {
     let e = fails_with(
-        &[
-            "bench",
-            "layer",
-            "--kind",
-            "bert-block",
-            "--hidden",
-            "64",
-            "--heads",
-            "2",
-            "--tokens",
-            "1024",
-            "--preset",
-            "N12_QP1654_L9_S50_boot_insecure",
-        ],
+        "bench layer --kind bert-block --hidden 64 --heads 2 --tokens 1024 \
+         --preset N12_QP1654_L9_S50_boot_insecure",
         &["too many tokens", "1024 tokens", "at most 32 tokens fit"],
     );
     assert!(!e.contains("power of two dividing"), "{e}");
     // The default N = 2^16 preset: 2^15 slots hold 128 tokens (128^2 <= 2^15 < 256^2).
     fails_with(
-        &[
-            "estimate",
-            "--kind",
-            "attention",
-            "--hidden",
-            "64",
-            "--heads",
-            "2",
-            "--tokens",
-            "1024",
-        ],
+        "estimate --kind attention --hidden 64 --heads 2 --tokens 1024",
         &["too many tokens", "at most 128 tokens fit"],
     );
 }
@@ -112,41 +85,17 @@ fn too_many_tokens_says_so_with_the_largest_that_fits() {
 #[test]
 fn estimate_checks_the_shape_up_front_and_wraps_once() {
     let e = fails_with(
-        &[
-            "estimate",
-            "--kind",
-            "bert-block",
-            "--hidden",
-            "768",
-            "--heads",
-            "5",
-            "--tokens",
-            "128",
-            "--layers",
-            "12",
-        ],
+        "estimate --kind bert-block --hidden 768 --heads 5 --tokens 128 --layers 12",
         &["768 features do not split into 5 heads"],
     );
     assert_eq!(e.matches("invalid input").count(), 1, "{e}");
     assert!(!e.contains("planning on the simulator"), "{e}");
     fails_with(
-        &[
-            "estimate",
-            "--kind",
-            "attention",
-            "--hidden",
-            "96",
-            "--heads",
-            "2",
-            "--tokens",
-            "16",
-        ],
+        "estimate --kind attention --hidden 96 --heads 2 --tokens 16",
         &["head width 48", "power of two"],
     );
     fails_with(
-        &[
-            "estimate", "--kind", "gelu", "--hidden", "64", "--tokens", "16", "--layers", "0",
-        ],
+        "estimate --kind gelu --hidden 64 --tokens 16 --layers 0",
         &["--layers", "at least 1"],
     );
 }
@@ -154,7 +103,7 @@ fn estimate_checks_the_shape_up_front_and_wraps_once() {
 #[test]
 fn unknown_presets_list_the_known_ones() {
     fails_with(
-        &["bench", "ops", "--preset", "N14_nope"],
+        "bench ops --preset N14_nope",
         &[
             "unknown preset `N14_nope`",
             "N14_QP423_L6_S40",
@@ -162,14 +111,11 @@ fn unknown_presets_list_the_known_ones() {
         ],
     );
     fails_with(
-        &["bench", "bootstrap", "--preset", "N14_QP423_L6_S40"],
+        "bench bootstrap --preset N14_QP423_L6_S40",
         &["unknown bootstrapping preset", "N16_QP1701_L9_S50_boot"],
     );
     fails_with(
-        &[
-            "bench", "layer", "--kind", "gelu", "--hidden", "64", "--tokens", "16", "--preset",
-            "nope",
-        ],
+        "bench layer --kind gelu --hidden 64 --tokens 16 --preset nope",
         &[
             "unknown bootstrapping preset `nope`",
             "N12_QP1654_L9_S50_boot_insecure",
@@ -180,36 +126,15 @@ fn unknown_presets_list_the_known_ones() {
 #[test]
 fn zero_reps_are_rejected() {
     fails_with(
-        &[
-            "bench",
-            "ops",
-            "--preset",
-            "N14_QP423_L6_S40",
-            "--reps",
-            "0",
-        ],
+        "bench ops --preset N14_QP423_L6_S40 --reps 0",
         &["--reps", "at least 1"],
     );
     fails_with(
-        &[
-            "bench",
-            "bootstrap",
-            "--preset",
-            "N16_QP1701_L9_S50_boot",
-            "--reps",
-            "0",
-        ],
+        "bench bootstrap --preset N16_QP1701_L9_S50_boot --reps 0",
         &["--reps", "at least 1"],
     );
     fails_with(
-        &[
-            "bench",
-            "bootstrap",
-            "--preset",
-            "N12_QP1184_L2_S50_boot_insecure",
-            "--slots",
-            "4096",
-        ],
+        "bench bootstrap --preset N12_QP1184_L2_S50_boot_insecure --slots 4096",
         &["4096 slots", "at most 2048"],
     );
 }
