@@ -5,9 +5,12 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use crate::backend::{Backend, Device};
+use crate::ckks::bootstrap::{self, BootstrapPreset};
 use crate::ckks::encoder::precision_bits;
+use crate::ckks::params::presets;
 use crate::ckks::{
     CkksError, Context, Decryptor, Encoder, Encryptor, Evaluator, KeyGenerator, Parameters,
+    ParametersLiteral,
 };
 use crate::math::sampling::Prng;
 
@@ -52,9 +55,55 @@ fn uniform_values(prng: &mut Prng, n: usize) -> Vec<f64> {
         .collect()
 }
 
+/// Timed repetitions: at least one (a median of nothing is no measurement).
+pub fn check_reps(reps: usize) -> Result<(), CkksError> {
+    if reps == 0 {
+        return Err(CkksError::Invalid(
+            "--reps must be at least 1 (the median of 0 runs is no measurement)".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// The arguments of `bench ops`, checked before any backend is opened: a preset of `umbra params`
+/// (an unknown name lists the known ones) and at least one repetition.
+pub fn check_ops(preset: &str, reps: usize) -> Result<ParametersLiteral, CkksError> {
+    let all = presets();
+    let lit = all.iter().find(|p| p.name == preset).ok_or_else(|| {
+        let known: Vec<&str> = all.iter().map(|p| p.name.as_str()).collect();
+        CkksError::InvalidParameters(format!(
+            "unknown preset `{preset}` (known: {})",
+            known.join(", ")
+        ))
+    })?;
+    check_reps(reps)?;
+    Ok(lit.clone())
+}
+
+/// The arguments of `bench bootstrap`, checked before any backend is opened: a bootstrapping
+/// preset (an unknown name lists the known ones), slots that fit its ring, at least one repetition.
+pub fn check_bootstrap(
+    preset: &str,
+    log_slots: Option<u32>,
+    reps: usize,
+) -> Result<BootstrapPreset, CkksError> {
+    let pr = bootstrap::preset(preset)?;
+    if let Some(l) = log_slots {
+        if l + 1 > pr.params.log_n {
+            return Err(CkksError::Invalid(format!(
+                "{} slots do not fit `{preset}`: at most {} (N/2)",
+                1u64 << l,
+                1u64 << (pr.params.log_n - 1)
+            )));
+        }
+    }
+    check_reps(reps)?;
+    Ok(pr)
+}
+
 /// Runs every op of `bench ops` at the preset's top level.
 pub fn bench_ops(preset: &str, device: Device, reps: usize) -> Result<Vec<OpRow>, CkksError> {
-    let params = Parameters::preset(preset)?;
+    let params = Parameters::new(check_ops(preset, reps)?)?;
     let ctx = Context::new(params.clone(), device)?;
     let be = Some(&ctx.backend);
     let top = params.max_level();
@@ -206,10 +255,10 @@ pub fn bench_bootstrap(
     device: Device,
     reps: usize,
 ) -> Result<BootstrapReport, CkksError> {
-    use crate::ckks::bootstrap::{self, gen_bootstrap_keys, Bootstrapper};
+    use crate::ckks::bootstrap::{gen_bootstrap_keys, Bootstrapper};
     use crate::ckks::encoder::precision_bits_min;
     use crate::ckks::{BootstrapLiteral, Simulator};
-    let pr = bootstrap::preset(preset)?;
+    let pr = check_bootstrap(preset, log_slots, reps)?;
     let lit = BootstrapLiteral {
         log_slots: log_slots.or(pr.boot.log_slots),
         ..pr.boot.clone()
@@ -233,9 +282,9 @@ pub fn bench_bootstrap(
     let values = uniform_values(&mut prng, boot.slots());
     let enc = Encoder::new(&ctx);
     let ct = Encryptor::secret(&ctx).encrypt_sk(&enc.encode(&values, 0, None)?, &sk)?;
-    let mut times = Vec::with_capacity(reps.max(1));
+    let mut times = Vec::with_capacity(reps);
     let mut out = None;
-    for _ in 0..reps.max(1) {
+    for _ in 0..reps {
         let t = Instant::now();
         out = Some(boot.bootstrap(&eval, &ct)?);
         ctx.backend.synchronize();

@@ -7,7 +7,9 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use crate::backend::Device;
-use crate::ckks::bootstrap::{self, gen_bootstrap_keys_at, BootstrapLiteral, Refreshing};
+use crate::ckks::bootstrap::{
+    self, gen_bootstrap_keys_at, BootstrapLiteral, BootstrapPreset, Refreshing,
+};
 use crate::ckks::{
     Bootstrapper, Circuit, CkksError, Context, Decryptor, Encoder, Encryptor, Evaluator,
     KeyGenerator, Parameters,
@@ -38,6 +40,44 @@ pub const KINDS: [&str; 8] = [
     "bert-block",
     "gpt2-block",
 ];
+
+fn unknown_kind(kind: &str) -> CkksError {
+    CkksError::Invalid(format!(
+        "unknown layer kind `{kind}` (known: {})",
+        KINDS.join(", ")
+    ))
+}
+
+/// Checks a layer's shape against a bootstrapping preset before anything is built (no keys, no
+/// backend, no simulation): the kind, the preset (an unknown name lists the known ones), the
+/// layout, and for kinds with attention the heads and whether the tokens fit the ring (the error
+/// gives the largest token count that does).
+pub fn check_shape(
+    kind: &str,
+    hidden: usize,
+    heads: usize,
+    tokens: usize,
+    preset: &str,
+) -> Result<BootstrapPreset, CkksError> {
+    if !KINDS.contains(&kind) {
+        return Err(unknown_kind(kind));
+    }
+    let pr = bootstrap::preset(preset)?;
+    let max_slots = 1usize << (pr.params.log_n - 1);
+    let layout = Layout::new(tokens, hidden, max_slots)?;
+    match kind {
+        "attention" | "softmax" | "bert-block" | "gpt2-block" => {
+            attention::head_dim(&layout, heads)?;
+        }
+        "argmax" if hidden.next_power_of_two() > max_slots => {
+            return Err(CkksError::Invalid(format!(
+                "{hidden} logits do not fit one ciphertext of {max_slots} slots"
+            )));
+        }
+        _ => {}
+    }
+    Ok(pr)
+}
 
 /// A layer or block with its random inputs.
 enum Job {
@@ -136,12 +176,7 @@ impl Job {
                 let b = Block::new(k, w, heads, &layout)?;
                 Job::Block(layout, b, layout.pack(&x)?)
             }
-            other => {
-                return Err(CkksError::Invalid(format!(
-                    "unknown layer kind `{other}` (known: {})",
-                    KINDS.join(", ")
-                )))
-            }
+            other => return Err(unknown_kind(other)),
         })
     }
 
@@ -326,8 +361,17 @@ fn plan_job(
         out
     };
     let total: usize = per_group.iter().sum();
-    let plan = planner::plan(params, lit, total, slots, |c, x| job.run(c, &split(x)))
-        .map_err(|e| CkksError::Invalid(format!("planning on the simulator: {e}")))?;
+    // Where the error arose goes into its message once, keeping its kind.
+    let plan =
+        planner::plan(params, lit, total, slots, |c, x| job.run(c, &split(x))).map_err(|e| {
+            let at = |m: String| format!("planning on the simulator: {m}");
+            match e {
+                CkksError::Invalid(m) => CkksError::Invalid(at(m)),
+                CkksError::LevelsExhausted(m) => CkksError::LevelsExhausted(at(m)),
+                CkksError::OutOfRange(m) => CkksError::OutOfRange(at(m)),
+                other => other,
+            }
+        })?;
     let levels = planner::depth(params, total, slots, |c, x| {
         let mut groups = Vec::new();
         let mut i = 0;
@@ -353,7 +397,7 @@ pub fn bench_layer(
     seed: u64,
     estimate: bool,
 ) -> Result<LayerReport, CkksError> {
-    let pr = bootstrap::preset(preset)?;
+    let pr = check_shape(kind, hidden, heads, tokens, preset)?;
     let params = Parameters::new(pr.params.clone())?;
     let job = Job::new(kind, hidden, heads, tokens, params.max_slots(), seed)?;
     let twin = job.twin()?;
@@ -461,7 +505,10 @@ pub fn estimate(
     preset: &str,
     device: Device,
 ) -> Result<EstimateReport, CkksError> {
-    let pr = bootstrap::preset(preset)?;
+    if layers == 0 {
+        return Err(CkksError::Invalid("--layers must be at least 1".into()));
+    }
+    let pr = check_shape(kind, hidden, heads, tokens, preset)?;
     let params = Parameters::new(pr.params.clone())?;
     let job = Job::new(kind, hidden, heads, tokens, params.max_slots(), 1)?;
     let jp = plan_job(&job, &params, &pr.boot)?;
@@ -470,7 +517,7 @@ pub fn estimate(
     let model = CostModel::calibrate(&ctx, Some(&pr.boot), 4, 3)?;
     let calibration_ms = t.elapsed().as_secs_f64() * 1e3;
     let per = model.estimate_ms(&jp.plan.ops);
-    let l = layers.max(1);
+    let l = layers;
     let ops = jp
         .plan
         .ops

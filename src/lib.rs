@@ -1,6 +1,6 @@
 //! Umbra: transformer inference on CKKS-encrypted data, on CPU, CUDA and wgpu.
 //!
-//! Layers, one way only: `math -> backend -> ckks -> (nn -> models) -> cli`. See DESIGN.md.
+//! Layers, one way only: `math -> backend -> ckks -> (nn -> models) -> cli`. See docs/ARCHITECTURE.md.
 
 pub mod backend;
 pub mod bench;

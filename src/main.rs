@@ -1,6 +1,8 @@
 //! The `umbra` command line.
 
+use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::OnceLock;
 
 /// mimalloc keeps freed pages mapped, so the multi-megabyte buffers of key switching do not page-fault
 /// on every operation (glibc returned them to the kernel: ~10% of the time in `clear_page`).
@@ -57,7 +59,7 @@ enum Cmd {
         #[command(flatten)]
         shape: LayerShape,
         /// Identical layers (BERT-base: 12).
-        #[arg(long, default_value_t = 1)]
+        #[arg(long, default_value_t = 1, value_parser = at_least_one)]
         layers: usize,
     },
 }
@@ -84,7 +86,7 @@ struct LayerShape {
     #[arg(long)]
     backend: Option<String>,
     /// Worker threads (default: all cores).
-    #[arg(long)]
+    #[arg(long, value_parser = at_least_one)]
     threads: Option<usize>,
     /// One JSON object.
     #[arg(long)]
@@ -102,10 +104,10 @@ enum BenchCmd {
         #[arg(long)]
         backend: Option<String>,
         /// Worker threads (default: all cores).
-        #[arg(long)]
+        #[arg(long, value_parser = at_least_one)]
         threads: Option<usize>,
         /// Timed repetitions per op (the median is reported).
-        #[arg(long, default_value_t = 7)]
+        #[arg(long, default_value_t = 7, value_parser = at_least_one)]
         reps: usize,
         /// One JSON object per line.
         #[arg(long)]
@@ -136,10 +138,10 @@ enum BenchCmd {
         #[arg(long)]
         backend: Option<String>,
         /// Worker threads (default: all cores).
-        #[arg(long)]
+        #[arg(long, value_parser = at_least_one)]
         threads: Option<usize>,
         /// Timed bootstraps (the median is reported; at least 3 recommended).
-        #[arg(long, default_value_t = 3)]
+        #[arg(long, default_value_t = 3, value_parser = at_least_one)]
         reps: usize,
         /// One JSON object.
         #[arg(long)]
@@ -147,20 +149,64 @@ enum BenchCmd {
     },
 }
 
+/// Counts (`--reps`, `--threads`, `--layers`): a whole number, at least 1.
+fn at_least_one(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(0) => Err("must be at least 1".into()),
+        Ok(n) => Ok(n),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// The private runtime directory made by `provide_runtime_dir`, removed on the way out.
+static RUNTIME_DIR: OnceLock<PathBuf> = OnceLock::new();
+
+/// Mesa's Vulkan device-selection layer (an implicit layer that comes with every Mesa driver, the
+/// software one included) asks libwayland for a compositor whenever an application enables
+/// `VK_KHR_wayland_surface`, which wgpu always does when it probes for an adapter. Where
+/// XDG_RUNTIME_DIR is unset (ssh sessions, containers, CI), libwayland then prints `error:
+/// XDG_RUNTIME_DIR is invalid or not set in the environment.` on stderr, although nothing failed.
+/// Where it is unset or not an absolute path, this points it at an empty private directory (mode
+/// 0700, as the XDG spec asks): the layer finds no compositor there and says nothing. Called in
+/// `main` before any thread exists, where setting the environment is sound.
+fn provide_runtime_dir() {
+    #[cfg(all(unix, feature = "wgpu"))]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        let valid = std::env::var_os("XDG_RUNTIME_DIR")
+            .is_some_and(|d| std::path::Path::new(&d).is_absolute());
+        if valid {
+            return;
+        }
+        let dir = std::env::temp_dir().join(format!("umbra-runtime-{}", std::process::id()));
+        // A directory that already exists is someone else's: leave the variable alone then.
+        if std::fs::DirBuilder::new().mode(0o700).create(&dir).is_ok() {
+            std::env::set_var("XDG_RUNTIME_DIR", &dir);
+            let _ = RUNTIME_DIR.set(dir);
+        }
+    }
+}
+
+fn remove_runtime_dir() {
+    if let Some(dir) = RUNTIME_DIR.get() {
+        let _ = std::fs::remove_dir(dir);
+    }
+}
+
 /// Prints a line; a closed pipe (`umbra params | head`) ends the output quietly instead of panicking.
 fn emit(line: String) -> Result<(), String> {
     use std::io::Write;
     match writeln!(std::io::stdout().lock(), "{line}") {
-        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => std::process::exit(0),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {
+            remove_runtime_dir();
+            std::process::exit(0)
+        }
         r => r.map_err(|e| e.to_string()),
     }
 }
 
 fn set_threads(t: Option<usize>) -> Result<(), String> {
     if let Some(t) = t {
-        if t == 0 {
-            return Err("--threads must be at least 1".into());
-        }
         rayon::ThreadPoolBuilder::new()
             .num_threads(t)
             .build_global()
@@ -169,14 +215,15 @@ fn set_threads(t: Option<usize>) -> Result<(), String> {
     Ok(())
 }
 
-fn run() -> Result<(), String> {
-    let cli = Cli::parse();
+/// Runs a parsed command line. Every check of the arguments (presets, shapes, counts) comes
+/// before the backend is chosen, so that a bad flag fails fast with its own message only.
+fn run(cli: Cli) -> Result<ExitCode, String> {
     match cli.cmd {
         Cmd::Selftest {
             backend,
             seed,
             json,
-        } => selftest(backend.as_deref(), seed, json)?,
+        } => return selftest(backend.as_deref(), seed, json),
         Cmd::Params { json } => {
             if !json {
                 emit(format!(
@@ -253,6 +300,7 @@ fn run() -> Result<(), String> {
                     json,
                 },
         } => {
+            umbra::bench::check_ops(&preset, reps).map_err(|e| e.to_string())?;
             set_threads(threads)?;
             let device = Device::choose(backend.as_deref()).map_err(|e| e.to_string())?;
             let rows = umbra::bench::bench_ops(&preset, device, reps).map_err(|e| e.to_string())?;
@@ -279,7 +327,7 @@ fn run() -> Result<(), String> {
             }
         }
     }
-    Ok(())
+    Ok(ExitCode::SUCCESS)
 }
 
 fn bench_bootstrap(
@@ -290,12 +338,13 @@ fn bench_bootstrap(
     reps: usize,
     json: bool,
 ) -> Result<(), String> {
-    set_threads(threads)?;
     let log_slots = match slots {
         None => None,
         Some(s) if s.is_power_of_two() && s >= 2 => Some(s.trailing_zeros()),
         Some(s) => return Err(format!("--slots {s}: need a power of two >= 2")),
     };
+    umbra::bench::check_bootstrap(&preset, log_slots, reps).map_err(|e| e.to_string())?;
+    set_threads(threads)?;
     let device = Device::choose(backend.as_deref()).map_err(|e| e.to_string())?;
     let r = umbra::bench::bench_bootstrap(&preset, log_slots, device, reps)
         .map_err(|e| e.to_string())?;
@@ -325,9 +374,16 @@ fn bench_bootstrap(
     emit(format!("operations           {:?}", r.ops))
 }
 
-fn bench_layer(s: LayerShape, seed: u64, estimate: bool) -> Result<(), String> {
+/// The shape checks of `bench layer` and `estimate`, then the threads and the device.
+fn layer_device(s: &LayerShape) -> Result<Device, String> {
+    umbra::layer_bench::check_shape(&s.kind, s.hidden, s.heads, s.tokens, &s.preset)
+        .map_err(|e| e.to_string())?;
     set_threads(s.threads)?;
-    let device = Device::choose(s.backend.as_deref()).map_err(|e| e.to_string())?;
+    Device::choose(s.backend.as_deref()).map_err(|e| e.to_string())
+}
+
+fn bench_layer(s: LayerShape, seed: u64, estimate: bool) -> Result<(), String> {
+    let device = layer_device(&s)?;
     let r = umbra::layer_bench::bench_layer(
         &s.kind, s.hidden, s.heads, s.tokens, &s.preset, device, seed, estimate,
     )
@@ -365,8 +421,7 @@ fn bench_layer(s: LayerShape, seed: u64, estimate: bool) -> Result<(), String> {
 }
 
 fn estimate(s: LayerShape, layers: usize) -> Result<(), String> {
-    set_threads(s.threads)?;
-    let device = Device::choose(s.backend.as_deref()).map_err(|e| e.to_string())?;
+    let device = layer_device(&s)?;
     let r = umbra::layer_bench::estimate(
         &s.kind, s.hidden, s.heads, s.tokens, layers, &s.preset, device,
     )
@@ -395,7 +450,8 @@ fn estimate(s: LayerShape, layers: usize) -> Result<(), String> {
     emit(format!("operations           {:?}", r.ops))
 }
 
-fn selftest(backend: Option<&str>, seed: u64, json: bool) -> Result<(), String> {
+/// Exits with failure (and no `error:` line: the table says what failed) on any mismatch.
+fn selftest(backend: Option<&str>, seed: u64, json: bool) -> Result<ExitCode, String> {
     let device = Device::choose(backend).map_err(|e| e.to_string())?;
     let r = umbra::selftest::run(device, &umbra::selftest::DEFAULT_SIZES, seed)
         .map_err(|e| e.to_string())?;
@@ -423,18 +479,24 @@ fn selftest(backend: Option<&str>, seed: u64, json: bool) -> Result<(), String> 
         }
         emit(format!("{} passed, {} failed", r.passed, r.failed))?;
     }
-    if r.failed > 0 {
-        std::process::exit(1);
-    }
-    Ok(())
+    Ok(if r.failed > 0 {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 fn main() -> ExitCode {
-    match run() {
-        Ok(()) => ExitCode::SUCCESS,
+    // Parsing first: `--help`, `--version` and flag errors exit here, before anything is made.
+    let cli = Cli::parse();
+    provide_runtime_dir();
+    let code = match run(cli) {
+        Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e}");
             ExitCode::FAILURE
         }
-    }
+    };
+    remove_runtime_dir();
+    code
 }

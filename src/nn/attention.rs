@@ -48,6 +48,7 @@ impl AttentionOptions {
         bound: f64,
         causal: bool,
     ) -> Result<Self, CkksError> {
+        // The shape first: too many tokens for the ring is an error here, before any work.
         head_dim(layout, heads)?;
         let tin = layout.tokens_per_input();
         let softmax = SoftmaxOptions::attention(tin, heads, above, causal)?;
@@ -90,20 +91,46 @@ pub fn head_dim(layout: &Layout, heads: usize) -> Result<usize, CkksError> {
         )));
     }
     let dh = layout.features / heads;
-    if !dh.is_power_of_two() || layout.per_ct % dh != 0 {
+    if !dh.is_power_of_two() {
         return Err(CkksError::Invalid(format!(
-            "head width {dh} must be a power of two dividing {} (features per ciphertext)",
-            layout.per_ct
+            "head width {dh} ({} features / {heads} heads) must be a power of two",
+            layout.features
         )));
     }
-    if layout.per_ct % tin != 0 {
+    // Both are powers of two, so "divides" is "at most": too many tokens leave too few features
+    // per ciphertext for a head (d_h) or for the score layout (T' columns per head).
+    let need = dh.max(tin);
+    if layout.per_ct < need {
+        let slots = layout.tokens * layout.per_ct;
         return Err(CkksError::Invalid(format!(
-            "{tin} tokens need at least {tin} features per ciphertext for the score layout, have \
-             {} (use a larger ring or fewer tokens)",
-            layout.per_ct
+            "too many tokens for the ring: {tin} tokens{} in {slots} slots leave {} features per \
+             ciphertext, but attention needs max(head width {dh}, tokens {tin}) = {need}; \
+             {} (use fewer tokens or a larger ring)",
+            if layout.batch > 1 {
+                format!(" per input x {} inputs", layout.batch)
+            } else {
+                String::new()
+            },
+            layout.per_ct,
+            match max_attention_tokens(slots / layout.batch, dh) {
+                0 => format!("head width {dh} does not fit at all"),
+                t => format!("at most {t} tokens fit"),
+            }
         )));
     }
     Ok(dh)
+}
+
+/// The largest token count (a power of two) whose attention fits `slots` slots per input with head
+/// width `dh`: T' d_h <= slots and T'^2 <= slots (0 when none does).
+pub fn max_attention_tokens(slots: usize, dh: usize) -> usize {
+    let mut t = 0;
+    let mut c = 1usize;
+    while c.saturating_mul(dh.max(c)) <= slots {
+        t = c;
+        c *= 2;
+    }
+    t
 }
 
 /// The layout of the scores: T rows, heads T' columns (diagonal order, see the module docs).

@@ -1,5 +1,6 @@
-//! NEXUS-style encrypted layers (DESIGN: src/nn), each written once against `ckks::Circuit` so that
-//! the simulator plans and counts what the evaluator runs, each with an f64 twin.
+//! NEXUS-style encrypted layers (docs/ARCHITECTURE.md, D7), each written once against
+//! `ckks::Circuit` so that the simulator plans and counts what the evaluator runs, each with an f64
+//! twin.
 
 pub mod approx;
 pub mod argmax;
