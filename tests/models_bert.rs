@@ -535,3 +535,47 @@ fn missing_and_corrupt_files_are_named() {
     let msg = err_text(e.embed("Hello world.", Some(11)));
     assert!(msg.contains("max_position_embeddings"), "{msg}");
 }
+
+#[test]
+fn cli_embed_prints_the_reference_embedding() {
+    minilm();
+    let case = &cases()[0];
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_umbra"))
+        .args(["embed", "--model"])
+        .arg(model_dir())
+        .args([
+            "--text",
+            case["text"].as_str().unwrap(),
+            "--tokens",
+            "16",
+            "--json",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        (v["tokens"].as_u64(), v["real_tokens"].as_u64()),
+        (Some(16), Some(5))
+    );
+    assert_eq!(v["mode"], "plaintext");
+    let d = max_abs_diff(&f64s(&v["embedding"]), &f64s(&case["embedding"]));
+    assert!(d <= TOL, "umbra embed differs by {d:e}");
+    // A directory without a model: a clear error and a non-zero exit.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_umbra"))
+        .args(["embed", "--model"])
+        .arg(tmp_dir("cli_empty"))
+        .args(["--text", "x"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("config.json") && err.contains("models/fetch.sh"),
+        "{err}"
+    );
+}
