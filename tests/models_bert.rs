@@ -536,27 +536,25 @@ fn missing_and_corrupt_files_are_named() {
     assert!(msg.contains("max_position_embeddings"), "{msg}");
 }
 
+/// Runs the `umbra` binary with `args`.
+fn umbra(args: &[&std::ffi::OsStr]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_umbra"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
 #[test]
 fn cli_embed_prints_the_reference_embedding() {
     minilm();
     let case = &cases()[0];
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_umbra"))
-        .args(["embed", "--model"])
-        .arg(model_dir())
-        .args([
-            "--text",
-            case["text"].as_str().unwrap(),
-            "--tokens",
-            "16",
-            "--json",
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let dir = model_dir();
+    let text = case["text"].as_str().unwrap();
+    let args = ["embed", "--model"].map(std::ffi::OsStr::new);
+    let rest = ["--text", text, "--tokens", "16", "--json"].map(std::ffi::OsStr::new);
+    let out = umbra(&[&args[..], &[dir.as_os_str()], &rest[..]].concat());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(
         (v["tokens"].as_u64(), v["real_tokens"].as_u64()),
@@ -566,12 +564,8 @@ fn cli_embed_prints_the_reference_embedding() {
     let d = max_abs_diff(&f64s(&v["embedding"]), &f64s(&case["embedding"]));
     assert!(d <= TOL, "umbra embed differs by {d:e}");
     // A directory without a model: a clear error and a non-zero exit.
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_umbra"))
-        .args(["embed", "--model"])
-        .arg(tmp_dir("cli_empty"))
-        .args(["--text", "x"])
-        .output()
-        .unwrap();
+    let empty = tmp_dir("cli_empty");
+    let out = umbra(&[&args[..], &[empty.as_os_str()], &rest[..2]].concat());
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(

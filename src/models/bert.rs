@@ -171,24 +171,38 @@ impl SelfAttention {
     }
 }
 
-/// `BertSelfOutput`: `dense` (D -> D), then LayerNorm of the result plus the block's input.
+/// A dense layer whose output is added to the residual input and LayerNormed: HF's
+/// `BertSelfOutput` (`dense` D -> D after attention) and `BertOutput` (`dense` F -> D after the
+/// feed-forward) are this one module at two widths.
 #[derive(Clone, Debug)]
-pub struct SelfOutput {
+pub struct AddNorm {
     pub dense: Linear,
     pub layer_norm: LayerNorm,
 }
 
-impl SelfOutput {
-    pub fn load(w: &Weights, c: &BertConfig) -> Result<Self, ModelError> {
-        Ok(SelfOutput {
-            dense: w.pp("dense").linear(c.hidden, c.hidden)?,
+/// `BertSelfOutput`: `dense` (D -> D), then LayerNorm of the result plus the attention's input.
+pub type SelfOutput = AddNorm;
+/// `BertOutput`: `dense` (F -> D), then LayerNorm of the result plus the attention output.
+pub type Output = AddNorm;
+
+impl AddNorm {
+    /// `dense` (d_in -> D) and `LayerNorm` under `w`.
+    pub fn load(w: &Weights, d_in: usize, c: &BertConfig) -> Result<Self, ModelError> {
+        Ok(AddNorm {
+            dense: w.pp("dense").linear(d_in, c.hidden)?,
             layer_norm: LayerNorm::load(&w.pp("LayerNorm"), c.hidden, c.layer_norm_eps)?,
         })
     }
 
-    /// LayerNorm(dense(h) + input), T x D.
+    /// LayerNorm(dense(h) + input): h is T x d_in, input and the result T x D.
     pub fn forward(&self, h: &[Vec<f64>], input: &[Vec<f64>]) -> Vec<Vec<f64>> {
-        self.layer_norm.forward(&add(&self.dense.twin(h), input))
+        let mut y = self.dense.twin(h);
+        for (r, x) in y.iter_mut().zip(input) {
+            for (v, a) in r.iter_mut().zip(x) {
+                *v += a;
+            }
+        }
+        self.layer_norm.forward(&y)
     }
 }
 
@@ -203,7 +217,7 @@ impl Attention {
     pub fn load(w: &Weights, c: &BertConfig) -> Result<Self, ModelError> {
         Ok(Attention {
             self_attention: SelfAttention::load(&w.pp("self"), c)?,
-            output: SelfOutput::load(&w.pp("output"), c)?,
+            output: SelfOutput::load(&w.pp("output"), c.hidden, c)?,
         })
     }
 
@@ -238,27 +252,6 @@ impl Intermediate {
     }
 }
 
-/// `BertOutput`: `dense` (F -> D), then LayerNorm of the result plus the attention output.
-#[derive(Clone, Debug)]
-pub struct Output {
-    pub dense: Linear,
-    pub layer_norm: LayerNorm,
-}
-
-impl Output {
-    pub fn load(w: &Weights, c: &BertConfig) -> Result<Self, ModelError> {
-        Ok(Output {
-            dense: w.pp("dense").linear(c.intermediate, c.hidden)?,
-            layer_norm: LayerNorm::load(&w.pp("LayerNorm"), c.hidden, c.layer_norm_eps)?,
-        })
-    }
-
-    /// LayerNorm(dense(h) + input): h is T x F, input and the result T x D.
-    pub fn forward(&self, h: &[Vec<f64>], input: &[Vec<f64>]) -> Vec<Vec<f64>> {
-        self.layer_norm.forward(&add(&self.dense.twin(h), input))
-    }
-}
-
 /// `BertLayer`: attention, intermediate, output (post-LN).
 #[derive(Clone, Debug)]
 pub struct Layer {
@@ -272,7 +265,7 @@ impl Layer {
         Ok(Layer {
             attention: Attention::load(&w.pp("attention"), c)?,
             intermediate: Intermediate::load(&w.pp("intermediate"), c)?,
-            output: Output::load(&w.pp("output"), c)?,
+            output: Output::load(&w.pp("output"), c.intermediate, c)?,
         })
     }
 
@@ -393,11 +386,4 @@ impl BertModel {
         let pooled = self.pooler.as_ref()?.forward(h);
         Some(self.classifier.as_ref()?.twin(&[pooled])[0].clone())
     }
-}
-
-fn add(a: &[Vec<f64>], b: &[Vec<f64>]) -> Vec<Vec<f64>> {
-    a.iter()
-        .zip(b)
-        .map(|(u, v)| u.iter().zip(v).map(|(p, q)| p + q).collect())
-        .collect()
 }
