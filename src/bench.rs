@@ -7,7 +7,7 @@ use std::time::Instant;
 use crate::backend::{Backend, Device};
 use crate::ckks::bootstrap::{self, BootstrapPreset};
 use crate::ckks::encoder::precision_bits;
-use crate::ckks::params::presets;
+use crate::ckks::presets::presets;
 use crate::ckks::{
     CkksError, Context, Decryptor, Encoder, Encryptor, Evaluator, KeyGenerator, Parameters,
     ParametersLiteral,

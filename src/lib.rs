@@ -7,5 +7,6 @@ pub mod bench;
 pub mod ckks;
 pub mod layer_bench;
 pub mod math;
+pub mod models;
 pub mod nn;
 pub mod selftest;

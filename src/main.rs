@@ -53,6 +53,22 @@ enum Cmd {
         #[command(subcommand)]
         what: BenchCmd,
     },
+    /// Embeds a text with a Hugging Face model directory in plaintext (exact f64; the encrypted
+    /// path is not wired to models yet): tokens, then the sentence embedding.
+    Embed {
+        /// Model directory (config.json, model.safetensors, tokenizer.json or vocab.txt).
+        #[arg(long, default_value = "models/all-MiniLM-L6-v2")]
+        model: std::path::PathBuf,
+        /// The text.
+        #[arg(long)]
+        text: String,
+        /// Exactly T tokens (truncated or padded); default: as tokenizer.json says.
+        #[arg(long)]
+        tokens: Option<usize>,
+        /// One JSON object: model, tokens, real_tokens, ids, ms, embedding (and logits).
+        #[arg(long)]
+        json: bool,
+    },
     /// Predicts a layer's or block's time and operation counts without running it: bootstraps
     /// placed on the simulator, operations priced by a cost model timed on the backend.
     Estimate {
@@ -290,6 +306,12 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
                 },
         } => bench_layer(shape, seed, estimate)?,
         Cmd::Estimate { shape, layers } => estimate(shape, layers)?,
+        Cmd::Embed {
+            model,
+            text,
+            tokens,
+            json,
+        } => embed(&model, &text, tokens, json)?,
         Cmd::Bench {
             what:
                 BenchCmd::Ops {
@@ -448,6 +470,80 @@ fn estimate(s: LayerShape, layers: usize) -> Result<(), String> {
         r.calibration_ms
     ))?;
     emit(format!("operations           {:?}", r.ops))
+}
+
+fn embed(
+    dir: &std::path::Path,
+    text: &str,
+    tokens: Option<usize>,
+    json: bool,
+) -> Result<(), String> {
+    let t0 = std::time::Instant::now();
+    let m = umbra::models::Embedder::load(dir).map_err(|e| e.to_string())?;
+    let load_ms = t0.elapsed().as_secs_f64() * 1e3;
+    let t1 = std::time::Instant::now();
+    let e = m.embed(text, tokens).map_err(|e| e.to_string())?;
+    let ms = t1.elapsed().as_secs_f64() * 1e3;
+    if json {
+        let row = serde_json::json!({
+            "model": dir.display().to_string(),
+            "mode": "plaintext",
+            "tokens": e.encoding.len(),
+            "real_tokens": e.encoding.real_tokens(),
+            "truncated": e.encoding.truncated,
+            "ids": e.encoding.ids,
+            "load_ms": load_ms,
+            "ms": ms,
+            "normalized": m.sentence.normalize,
+            "embedding": e.embedding,
+            "logits": e.logits,
+        });
+        return emit(row.to_string());
+    }
+    let c = &m.model.config;
+    emit(format!(
+        "# {} ({}: {} layers, hidden {}, {} heads), plaintext f64",
+        dir.display(),
+        c.architecture,
+        c.layers,
+        c.hidden,
+        c.heads
+    ))?;
+    emit(format!(
+        "tokens               {:>10} ({} real{})",
+        e.encoding.len(),
+        e.encoding.real_tokens(),
+        if e.encoding.truncated {
+            ", truncated"
+        } else {
+            ""
+        }
+    ))?;
+    let real: Vec<&str> = e
+        .encoding
+        .tokens
+        .iter()
+        .zip(&e.encoding.attention_mask)
+        .filter(|(_, &m)| m != 0)
+        .map(|(t, _)| t.as_str())
+        .collect();
+    emit(format!("pieces               {}", real.join(" ")))?;
+    emit(format!("load                 {load_ms:>10.0} ms"))?;
+    emit(format!("forward              {ms:>10.0} ms"))?;
+    if let Some(l) = &e.logits {
+        emit(format!("logits               {l:?}"))?;
+    }
+    let v: Vec<String> = e.embedding.iter().map(|x| format!("{x:.6}")).collect();
+    emit(format!(
+        "embedding            {} values{}: [{}]",
+        v.len(),
+        if m.sentence.normalize {
+            ", L2-normalized"
+        } else {
+            ""
+        },
+        v.join(", ")
+    ))
 }
 
 /// Exits with failure (and no `error:` line: the table says what failed) on any mismatch.
