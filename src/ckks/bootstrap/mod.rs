@@ -219,20 +219,27 @@ fn preset_list() -> Vec<(ParametersLiteral, BootstrapLiteral)> {
 /// The bootstrapping presets with their full parameter literals. Names spell N, compute levels,
 /// scale bits and log QP: `N16_QP1767_L9_S50_boot` bootstraps 2^15 slots and leaves 9 levels.
 pub fn presets() -> Vec<BootstrapPreset> {
-    preset_list()
-        .into_iter()
-        .map(|(residual, boot)| {
-            let mut params = boot.parameters_literal(&residual);
-            let qp = Parameters::new(ParametersLiteral {
-                name: format!("{}_insecure", params.name),
-                ..params.clone()
-            })
-            .map(|p| p.log_qp.round() as u32)
-            .unwrap_or(0);
-            params.name = params.name.replacen('_', &format!("_QP{qp}_"), 1);
-            BootstrapPreset { params, boot }
+    // Naming a set needs its log QP, which needs the prime search (~0.5 s at N = 2^16): once per
+    // process, not at every lookup.
+    static PRESETS: std::sync::OnceLock<Vec<BootstrapPreset>> = std::sync::OnceLock::new();
+    PRESETS
+        .get_or_init(|| {
+            preset_list()
+                .into_iter()
+                .map(|(residual, boot)| {
+                    let mut params = boot.parameters_literal(&residual);
+                    let qp = Parameters::new(ParametersLiteral {
+                        name: format!("{}_insecure", params.name),
+                        ..params.clone()
+                    })
+                    .map(|p| p.log_qp.round() as u32)
+                    .unwrap_or(0);
+                    params.name = params.name.replacen('_', &format!("_QP{qp}_"), 1);
+                    BootstrapPreset { params, boot }
+                })
+                .collect()
         })
-        .collect()
+        .clone()
 }
 
 /// A bootstrapping preset by name.
