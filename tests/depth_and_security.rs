@@ -13,25 +13,6 @@ use umbra::ckks::{
     Ciphertext, CkksError, Decryptor, Encoder, Encryptor, Evaluator, Parameters, ParametersLiteral,
 };
 
-fn literal(
-    name: &str,
-    log_n: u32,
-    log_q0: u32,
-    levels: usize,
-    log_scale: u32,
-    dnum: usize,
-) -> ParametersLiteral {
-    ParametersLiteral {
-        name: name.into(),
-        log_n,
-        log_q0,
-        levels,
-        log_scale,
-        dnum,
-        ..ParametersLiteral::default()
-    }
-}
-
 #[test]
 fn depth_spent_to_level_zero_on_n14() {
     let k = keys(N14);
@@ -122,7 +103,7 @@ fn depth_spent_to_level_zero_on_n14() {
 #[test]
 fn literals_beyond_the_he_standard_bound_are_rejected() {
     // log N = 12 allows log QP <= 109; six 40-bit levels over a 60-bit base are far beyond.
-    let big = literal("N12_big", 12, 60, 6, 40, 3);
+    let big = ParametersLiteral::new("N12_big", 12, 60, 6, 40, 3);
     match Parameters::new(big.clone()) {
         Err(CkksError::Insecure {
             name,
@@ -173,7 +154,7 @@ fn literals_beyond_the_he_standard_bound_are_rejected() {
         assert_eq!(max_log_qp(log_n), max);
         let mut levels = 0;
         let over = loop {
-            let lit = literal(
+            let lit = ParametersLiteral::new(
                 &format!("probe_{log_n}_{levels}_insecure"),
                 log_n,
                 40,
@@ -192,13 +173,13 @@ fn literals_beyond_the_he_standard_bound_are_rejected() {
             );
             levels += 1;
         };
-        let lit = literal(&format!("probe_{log_n}_{over}"), log_n, 40, over, 30, 1);
+        let lit = ParametersLiteral::new(&format!("probe_{log_n}_{over}"), log_n, 40, over, 30, 1);
         assert!(
             matches!(Parameters::new(lit), Err(CkksError::Insecure { .. })),
             "log N {log_n}, {over} levels"
         );
         if over > 0 {
-            let lit = literal(
+            let lit = ParametersLiteral::new(
                 &format!("probe_{log_n}_{}", over - 1),
                 log_n,
                 40,
@@ -268,7 +249,7 @@ fn presets_are_secure_and_named_honestly() {
 
 #[test]
 fn invalid_literals_are_errors() {
-    let ok = literal("ok_insecure", 12, 60, 2, 40, 2);
+    let ok = ParametersLiteral::new("ok_insecure", 12, 60, 2, 40, 2);
     assert!(Parameters::new(ok.clone()).is_ok());
     let cases = [
         (

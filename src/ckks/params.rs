@@ -60,6 +60,28 @@ pub struct ParametersLiteral {
     pub extra_special_primes: usize,
 }
 
+impl ParametersLiteral {
+    /// A literal with the fields every set names (no extra levels, no extra special primes).
+    pub fn new(
+        name: &str,
+        log_n: u32,
+        log_q0: u32,
+        levels: usize,
+        log_scale: u32,
+        dnum: usize,
+    ) -> Self {
+        ParametersLiteral {
+            name: name.into(),
+            log_n,
+            log_q0,
+            levels,
+            log_scale,
+            dnum,
+            ..ParametersLiteral::default()
+        }
+    }
+}
+
 impl Default for ParametersLiteral {
     fn default() -> Self {
         ParametersLiteral {

@@ -9,35 +9,16 @@ use std::sync::Arc;
 use super::params::{Parameters, ParametersLiteral};
 use super::CkksError;
 
-fn lit(
-    name: &str,
-    log_n: u32,
-    log_q0: u32,
-    levels: usize,
-    log_scale: u32,
-    dnum: usize,
-) -> ParametersLiteral {
-    ParametersLiteral {
-        name: name.into(),
-        log_n,
-        log_q0,
-        levels,
-        log_scale,
-        dnum,
-        ..ParametersLiteral::default()
-    }
-}
-
 /// The named presets. Names spell out N, log QP, levels and scale bits.
 pub fn presets() -> Vec<ParametersLiteral> {
     vec![
         // Small and fast for tests: NOT secure.
-        lit("N12_QP450_L6_S40_insecure", 12, 60, 6, 40, 3),
+        ParametersLiteral::new("N12_QP450_L6_S40_insecure", 12, 60, 6, 40, 3),
         // 128-bit compute sets, sized like the OpenFHE peer sets (log QP 420 and 700).
-        lit("N14_QP423_L6_S40", 14, 60, 6, 40, 4),
-        lit("N15_QP750_L10_S45", 15, 60, 10, 45, 3),
+        ParametersLiteral::new("N14_QP423_L6_S40", 14, 60, 6, 40, 4),
+        ParametersLiteral::new("N15_QP750_L10_S45", 15, 60, 10, 45, 3),
         // 128-bit N=2^16 compute set with the full modulus (26 levels, no bootstrapping).
-        lit("N16_QP1690_L26_S50", 16, 60, 26, 50, 5),
+        ParametersLiteral::new("N16_QP1690_L26_S50", 16, 60, 26, 50, 5),
     ]
     .into_iter()
     // Bootstrapping sets: compute levels plus the levels bootstrapping spends.
