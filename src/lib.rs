@@ -3,10 +3,8 @@
 //! Layers, one way only: `math -> backend -> ckks -> (nn -> models) -> cli`. See docs/ARCHITECTURE.md.
 
 pub mod backend;
-pub mod bench;
 pub mod ckks;
-pub mod layer_bench;
+pub mod cli;
 pub mod math;
 pub mod models;
 pub mod nn;
-pub mod selftest;

@@ -84,7 +84,7 @@ enum Cmd {
 #[derive(clap::Args)]
 struct LayerShape {
     /// matmul, attention, softmax, layernorm, gelu, argmax, bert-block or gpt2-block.
-    #[arg(long, value_parser = clap::builder::PossibleValuesParser::new(umbra::layer_bench::KINDS))]
+    #[arg(long, value_parser = clap::builder::PossibleValuesParser::new(umbra::cli::tooling::layer_bench::KINDS))]
     kind: String,
     /// Hidden size D (argmax: the number of logits).
     #[arg(long, default_value_t = 768)]
@@ -96,7 +96,7 @@ struct LayerShape {
     #[arg(long, default_value_t = 128)]
     tokens: usize,
     /// Bootstrapping preset (see `umbra params`).
-    #[arg(long, default_value = umbra::layer_bench::DEFAULT_PRESET)]
+    #[arg(long, default_value = umbra::cli::tooling::layer_bench::DEFAULT_PRESET)]
     preset: String,
     /// cpu, cuda, wgpu or auto (default: UMBRA_BACKEND, else auto).
     #[arg(long)]
@@ -322,10 +322,11 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
                     json,
                 },
         } => {
-            umbra::bench::check_ops(&preset, reps).map_err(|e| e.to_string())?;
+            umbra::cli::tooling::bench::check_ops(&preset, reps).map_err(|e| e.to_string())?;
             set_threads(threads)?;
             let device = Device::choose(backend.as_deref()).map_err(|e| e.to_string())?;
-            let rows = umbra::bench::bench_ops(&preset, device, reps).map_err(|e| e.to_string())?;
+            let rows = umbra::cli::tooling::bench::bench_ops(&preset, device, reps)
+                .map_err(|e| e.to_string())?;
             if !json {
                 emit(format!(
                     "# {preset} on {device}, {} threads, median of {reps}",
@@ -365,10 +366,11 @@ fn bench_bootstrap(
         Some(s) if s.is_power_of_two() && s >= 2 => Some(s.trailing_zeros()),
         Some(s) => return Err(format!("--slots {s}: need a power of two >= 2")),
     };
-    umbra::bench::check_bootstrap(&preset, log_slots, reps).map_err(|e| e.to_string())?;
+    umbra::cli::tooling::bench::check_bootstrap(&preset, log_slots, reps)
+        .map_err(|e| e.to_string())?;
     set_threads(threads)?;
     let device = Device::choose(backend.as_deref()).map_err(|e| e.to_string())?;
-    let r = umbra::bench::bench_bootstrap(&preset, log_slots, device, reps)
+    let r = umbra::cli::tooling::bench::bench_bootstrap(&preset, log_slots, device, reps)
         .map_err(|e| e.to_string())?;
     if json {
         return emit(serde_json::to_string(&r).unwrap());
@@ -398,7 +400,7 @@ fn bench_bootstrap(
 
 /// The shape checks of `bench layer` and `estimate`, then the threads and the device.
 fn layer_device(s: &LayerShape) -> Result<Device, String> {
-    umbra::layer_bench::check_shape(&s.kind, s.hidden, s.heads, s.tokens, &s.preset)
+    umbra::cli::tooling::layer_bench::check_shape(&s.kind, s.hidden, s.heads, s.tokens, &s.preset)
         .map_err(|e| e.to_string())?;
     set_threads(s.threads)?;
     Device::choose(s.backend.as_deref()).map_err(|e| e.to_string())
@@ -406,7 +408,7 @@ fn layer_device(s: &LayerShape) -> Result<Device, String> {
 
 fn bench_layer(s: LayerShape, seed: u64, estimate: bool) -> Result<(), String> {
     let device = layer_device(&s)?;
-    let r = umbra::layer_bench::bench_layer(
+    let r = umbra::cli::tooling::layer_bench::bench_layer(
         &s.kind, s.hidden, s.heads, s.tokens, &s.preset, device, seed, estimate,
     )
     .map_err(|e| e.to_string())?;
@@ -444,7 +446,7 @@ fn bench_layer(s: LayerShape, seed: u64, estimate: bool) -> Result<(), String> {
 
 fn estimate(s: LayerShape, layers: usize) -> Result<(), String> {
     let device = layer_device(&s)?;
-    let r = umbra::layer_bench::estimate(
+    let r = umbra::cli::tooling::layer_bench::estimate(
         &s.kind, s.hidden, s.heads, s.tokens, layers, &s.preset, device,
     )
     .map_err(|e| e.to_string())?;
@@ -549,8 +551,12 @@ fn embed(
 /// Exits with failure (and no `error:` line: the table says what failed) on any mismatch.
 fn selftest(backend: Option<&str>, seed: u64, json: bool) -> Result<ExitCode, String> {
     let device = Device::choose(backend).map_err(|e| e.to_string())?;
-    let r = umbra::selftest::run(device, &umbra::selftest::DEFAULT_SIZES, seed)
-        .map_err(|e| e.to_string())?;
+    let r = umbra::cli::tooling::selftest::run(
+        device,
+        &umbra::cli::tooling::selftest::DEFAULT_SIZES,
+        seed,
+    )
+    .map_err(|e| e.to_string())?;
     if json {
         emit(serde_json::to_string(&r).map_err(|e| e.to_string())?)?;
     } else {

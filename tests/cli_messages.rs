@@ -143,13 +143,13 @@ fn zero_reps_are_rejected() {
 #[test]
 fn library_checks_match_the_cli() {
     use umbra::ckks::CkksError;
-    assert!(umbra::bench::check_ops("N14_QP423_L6_S40", 1).is_ok());
+    assert!(umbra::cli::tooling::bench::check_ops("N14_QP423_L6_S40", 1).is_ok());
     assert!(matches!(
-        umbra::bench::check_ops("N14_QP423_L6_S40", 0),
+        umbra::cli::tooling::bench::check_ops("N14_QP423_L6_S40", 0),
         Err(CkksError::Invalid(_))
     ));
     assert!(matches!(
-        umbra::bench::check_bootstrap("N12_QP1184_L2_S50_boot_insecure", None, 0),
+        umbra::cli::tooling::bench::check_bootstrap("N12_QP1184_L2_S50_boot_insecure", None, 0),
         Err(CkksError::Invalid(_))
     ));
     assert_eq!(umbra::nn::attention::max_attention_tokens(1 << 15, 64), 128);

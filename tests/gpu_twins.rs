@@ -4,7 +4,7 @@
 //! there.
 
 use umbra::backend::Device;
-use umbra::selftest;
+use umbra::cli::tooling::selftest;
 
 fn twin(device: Device) {
     if let Err(e) = device.available() {

@@ -6,7 +6,7 @@
 use umbra::backend::Device;
 use umbra::ckks::bootstrap::{self, Refreshing};
 use umbra::ckks::{Bootstrapper, CkksError, Context, Parameters, Simulator};
-use umbra::layer_bench::{bench_layer, estimate};
+use umbra::cli::tooling::layer_bench::{bench_layer, estimate};
 use umbra::nn::block::{random_input, Block, BlockKind, BlockWeights};
 use umbra::nn::planner::{self, CostModel};
 use umbra::nn::Layout;
@@ -95,7 +95,7 @@ fn planner_matches_the_run_and_prices_it() {
 /// bits against their twins.
 #[test]
 fn every_layer_kind_under_bootstrapping() {
-    for kind in umbra::layer_bench::KINDS {
+    for kind in umbra::cli::tooling::layer_bench::KINDS {
         if kind.ends_with("block") {
             continue;
         }

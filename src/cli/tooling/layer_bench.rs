@@ -466,7 +466,7 @@ pub fn bench_layer(
         estimated_ms,
         keygen_ms,
         key_bytes,
-        peak_rss_bytes: crate::bench::peak_rss_bytes(),
+        peak_rss_bytes: crate::cli::tooling::bench::peak_rss_bytes(),
         ops: jp.plan.ops.by_kind(),
     })
 }
