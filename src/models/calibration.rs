@@ -519,8 +519,11 @@ pub struct Ranges {
 pub struct Violation {
     /// The encoder layer (None: the embeddings).
     pub layer: Option<usize>,
-    /// Where: "head 3 scores", "attention LayerNorm input", "GELU input", "embeddings output".
+    /// Where: "attention scores", "attention LayerNorm input", "output LayerNorm input", "GELU
+    /// input", "embeddings output".
     pub site: String,
+    /// The attention head, for scores.
+    pub head: Option<usize>,
     /// Which statistic: "max - mean", "row sum", "variance", "value", "|x| of feature 99".
     pub quantity: String,
     /// The rows it was seen in (None: all rows).
@@ -537,7 +540,11 @@ impl fmt::Display for Violation {
             Some(l) => write!(f, "layer {l} ")?,
             None => {}
         }
-        write!(f, "{} {}", self.site, self.quantity)?;
+        write!(f, "{}", self.site)?;
+        if let Some(h) = self.head {
+            write!(f, " head {h}")?;
+        }
+        write!(f, " {}", self.quantity)?;
         if let Some(r) = self.rows {
             write!(f, " ({r})")?;
         }
@@ -618,9 +625,10 @@ impl Ranges {
         })
     }
 
-    /// Pretty JSON of the file.
+    /// The file's JSON text: compact (the per-feature maxima are ~14k numbers for MiniLM, ~300
+    /// kB), numbers written so that they read back bit for bit.
     pub fn to_json(&self) -> String {
-        serde_json::to_string_pretty(self).expect("ranges hold only finite numbers")
+        serde_json::to_string(self).expect("ranges hold only finite numbers")
     }
 
     /// Writes `dir/umbra-ranges.json`; returns its path.
@@ -637,6 +645,7 @@ impl Ranges {
         let mut c = Checker {
             margin: self.margin,
             layer: None,
+            head: None,
             out: Vec::new(),
         };
         c.values(
@@ -647,16 +656,18 @@ impl Ranges {
         for (i, (cal, got)) in self.observed.layers.iter().zip(&o.layers).enumerate() {
             c.layer = Some(i);
             for (h, (cs, gs)) in cal.scores.iter().zip(&got.scores).enumerate() {
-                let site = format!("head {h} scores");
+                let site = "attention scores";
+                c.head = Some(h);
                 for rows in [Rows::Real, Rows::Padding] {
                     let Some(g) = gs.get(rows) else { continue };
                     let cal = cs.get(rows);
-                    c.at_most(&site, "max - mean", rows, g.above, cal.map(|x| x.above));
-                    c.at_most(&site, "mean - min", rows, g.below, cal.map(|x| x.below));
+                    c.at_most(site, "max - mean", rows, g.above, cal.map(|x| x.above));
+                    c.at_most(site, "mean - min", rows, g.below, cal.map(|x| x.below));
                     let allowed = cal.map(|x| x.row_sum);
-                    c.interval(&site, "row sum", Some(rows), &g.row_sum, allowed);
+                    c.interval(site, "row sum", Some(rows), &g.row_sum, allowed);
                 }
             }
+            c.head = None;
             for norm in [Norm::Attention, Norm::Output] {
                 let site = match norm {
                     Norm::Attention => "attention LayerNorm input",
@@ -677,6 +688,61 @@ impl Ranges {
     }
 }
 
+/// One layer's calibrated ranges at a glance (raw observations, no margin), for `umbra
+/// calibrate`'s summary and the README's table.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct LayerSummary {
+    pub layer: usize,
+    /// Largest max - mean of a score row over all heads: real query rows, padding query rows.
+    pub above: (Option<f64>, Option<f64>),
+    /// Largest mean - min: real, padding.
+    pub below: (Option<f64>, Option<f64>),
+    /// Softmax row sums after the row-mean shift, all heads and rows.
+    pub row_sum: Option<Interval>,
+    /// Input variance of the attention and output LayerNorms, all rows.
+    pub variance: (Option<Interval>, Option<Interval>),
+    /// GELU input, all rows.
+    pub gelu: Option<Interval>,
+    /// The 3 residual-stream features (both LayerNorm inputs) of largest |x|: (feature, |x|).
+    pub residual_top: Vec<(usize, f64)>,
+}
+
+fn both(s: &Split<Interval>) -> Option<Interval> {
+    let mut u = s.real;
+    u.merge(&s.padding);
+    u
+}
+
+impl Ranges {
+    /// Per layer, the ranges that size the approximations ([`LayerSummary`]).
+    pub fn summary(&self) -> Vec<LayerSummary> {
+        self.observed
+            .layers
+            .iter()
+            .enumerate()
+            .map(|(layer, l)| {
+                let (real, pad) = (l.score_span(Rows::Real), l.score_span(Rows::Padding));
+                let mut row_sum = l.row_sum(Rows::Real);
+                row_sum.merge(&l.row_sum(Rows::Padding));
+                let mut residual = l.attention_norm.input.clone();
+                residual.merge(&l.output_norm.input);
+                LayerSummary {
+                    layer,
+                    above: (real.map(|s| s.0), pad.map(|s| s.0)),
+                    below: (real.map(|s| s.1), pad.map(|s| s.1)),
+                    row_sum,
+                    variance: (
+                        both(&l.attention_norm.variance),
+                        both(&l.output_norm.variance),
+                    ),
+                    gelu: both(&l.activation.range),
+                    residual_top: residual.top_features(3),
+                }
+            })
+            .collect()
+    }
+}
+
 /// The first 12 hex digits of a hash, for messages.
 fn short(h: &str) -> &str {
     h.get(..12).unwrap_or(h)
@@ -686,6 +752,7 @@ fn short(h: &str) -> &str {
 struct Checker {
     margin: f64,
     layer: Option<usize>,
+    head: Option<usize>,
     out: Vec<Violation>,
 }
 
@@ -701,6 +768,7 @@ impl Checker {
         self.out.push(Violation {
             layer: self.layer,
             site: site.into(),
+            head: self.head,
             quantity,
             rows,
             value,
@@ -721,7 +789,12 @@ impl Checker {
         match allowed {
             Some(a) if a.covers(got) => {}
             Some(a) => {
-                for v in [got.min, got.max] {
+                let ends = if got.min == got.max {
+                    &[got.min][..]
+                } else {
+                    &[got.min, got.max][..]
+                };
+                for &v in ends {
                     if !a.contains(v) {
                         self.push(site, quantity.into(), rows, v, Some(a));
                     }
