@@ -89,7 +89,7 @@ enum Cmd {
         #[arg(long)]
         tokens: Option<usize>,
         /// Relative margin around the observed ranges (0.1 = 10%).
-        #[arg(long, default_value_t = umbra::models::calibration::DEFAULT_MARGIN)]
+        #[arg(long, allow_negative_numbers = true, default_value_t = umbra::models::calibration::DEFAULT_MARGIN)]
         margin: f64,
         /// One JSON object: model, file, tokens, sentences, source, margin, ms, layers.
         #[arg(long)]

@@ -579,9 +579,10 @@ impl Ranges {
         match v.get("format").and_then(|f| f.as_str()) {
             Some(FORMAT) => {}
             other => {
+                let got = other.map_or("absent".to_string(), |f| format!("{f:?}"));
                 return Err(err(format!(
-                    "format {other:?}, expected {FORMAT:?} (recalibrate with `umbra calibrate`)"
-                )))
+                    "format {got}, expected {FORMAT:?} (recalibrate with `umbra calibrate`)"
+                )));
             }
         }
         serde_json::from_value(v).map_err(|e| err(format!("not a valid ranges file: {e}")))
