@@ -536,9 +536,8 @@ pub struct Violation {
 
 impl fmt::Display for Violation {
     fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        match self.layer {
-            Some(l) => write!(f, "layer {l} ")?,
-            None => {}
+        if let Some(l) = self.layer {
+            write!(f, "layer {l} ")?;
         }
         write!(f, "{}", self.site)?;
         if let Some(h) = self.head {
