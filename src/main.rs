@@ -592,11 +592,13 @@ fn embed(
     if let Some(l) = &e.logits {
         emit(format!("logits               {l:?}"))?;
     }
-    if let Some(v) = &violations {
+    if let (Some(v), Some(r)) = (&violations, &ranges) {
         emit(format!(
-            "out of range         {:>10} (calibrated ranges: {})",
+            "out of range         {:>10} (calibrated ranges: {}, {} sentences at {} tokens)",
             v.len(),
-            Ranges::path_in(dir).display()
+            Ranges::path_in(dir).display(),
+            r.observed.inputs,
+            r.tokens
         ))?;
         // Per layer (the embeddings first), how many per site.
         let mut by_layer = std::collections::BTreeMap::<
