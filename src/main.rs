@@ -68,6 +68,32 @@ enum Cmd {
         /// One JSON object: model, tokens, real_tokens, ids, ms, embedding (and logits).
         #[arg(long)]
         json: bool,
+        /// Require the model's calibrated ranges (umbra-ranges.json, from `umbra calibrate`) and
+        /// report the activations of this text that leave them. Without the flag they are
+        /// checked whenever the file exists.
+        #[arg(long)]
+        check_ranges: bool,
+    },
+    /// Measures a model's activation ranges on sample text in plaintext (attention score spans
+    /// per head, softmax row sums, LayerNorm input variances and per-feature |x|, GELU inputs)
+    /// and writes them with a margin to DIR/umbra-ranges.json.
+    Calibrate {
+        /// Model directory (config.json, model.safetensors, tokenizer.json or vocab.txt).
+        #[arg(long, default_value = "models/all-MiniLM-L6-v2")]
+        model: std::path::PathBuf,
+        /// One sentence per line (default: the built-in synthetic sample).
+        #[arg(long)]
+        sentences: Option<std::path::PathBuf>,
+        /// Pad (or truncate) every sentence to T tokens, so padding rows are measured too
+        /// (default: the tokenizer's fixed padding, 128 for MiniLM; else 128).
+        #[arg(long)]
+        tokens: Option<usize>,
+        /// Relative margin around the observed ranges (0.1 = 10%).
+        #[arg(long, allow_negative_numbers = true, default_value_t = umbra::models::calibration::DEFAULT_MARGIN)]
+        margin: f64,
+        /// One JSON object: model, file, tokens, sentences, source, margin, ms, layers.
+        #[arg(long)]
+        json: bool,
     },
     /// Predicts a layer's or block's time and operation counts without running it: bootstraps
     /// placed on the simulator, operations priced by a cost model timed on the backend.
@@ -311,7 +337,15 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
             text,
             tokens,
             json,
-        } => embed(&model, &text, tokens, json)?,
+            check_ranges,
+        } => embed(&model, &text, tokens, json, check_ranges)?,
+        Cmd::Calibrate {
+            model,
+            sentences,
+            tokens,
+            margin,
+            json,
+        } => calibrate(&model, sentences.as_deref(), tokens, margin, json)?,
         Cmd::Bench {
             what:
                 BenchCmd::Ops {
@@ -479,13 +513,35 @@ fn embed(
     text: &str,
     tokens: Option<usize>,
     json: bool,
+    check_ranges: bool,
 ) -> Result<(), String> {
+    use umbra::models::calibration::{Fingerprint, Observations, Ranges};
     let t0 = std::time::Instant::now();
     let m = umbra::models::Embedder::load(dir).map_err(|e| e.to_string())?;
+    let ranges = Ranges::for_model(dir, &Fingerprint::of_dir(dir).map_err(|e| e.to_string())?)
+        .map_err(|e| e.to_string())?;
+    if check_ranges && ranges.is_none() {
+        return Err(format!(
+            "--check-ranges: {} does not exist (run `umbra calibrate --model {}` first)",
+            Ranges::path_in(dir).display(),
+            dir.display()
+        ));
+    }
     let load_ms = t0.elapsed().as_secs_f64() * 1e3;
     let t1 = std::time::Instant::now();
-    let e = m.embed(text, tokens).map_err(|e| e.to_string())?;
+    let encoding = m.encode(text, tokens).map_err(|e| e.to_string())?;
+    let mask = encoding.attention_mask.clone();
+    let mut obs = Observations::new(&m.model.config);
+    obs.count(&mask);
+    let e = m
+        .embed_encoding_observed(encoding, &mut |p| {
+            if ranges.is_some() {
+                obs.observe(&mask, p)
+            }
+        })
+        .map_err(|e| e.to_string())?;
     let ms = t1.elapsed().as_secs_f64() * 1e3;
+    let violations = ranges.as_ref().map(|r| r.check(&obs));
     if json {
         let row = serde_json::json!({
             "model": dir.display().to_string(),
@@ -499,6 +555,9 @@ fn embed(
             "normalized": m.sentence.normalize,
             "embedding": e.embedding,
             "logits": e.logits,
+            "ranges": ranges.as_ref().map(|_| Ranges::path_in(dir).display().to_string()),
+            "out_of_range": violations.as_ref().map(|v| v.len()),
+            "violations": violations,
         });
         return emit(row.to_string());
     }
@@ -535,6 +594,43 @@ fn embed(
     if let Some(l) = &e.logits {
         emit(format!("logits               {l:?}"))?;
     }
+    if let (Some(v), Some(r)) = (&violations, &ranges) {
+        emit(format!(
+            "out of range         {:>10} (calibrated ranges: {}, {} sentences at {} tokens)",
+            v.len(),
+            Ranges::path_in(dir).display(),
+            r.observed.inputs,
+            r.tokens
+        ))?;
+        // Per layer (the embeddings first), how many per site.
+        let mut by_layer = std::collections::BTreeMap::<
+            Option<usize>,
+            std::collections::BTreeMap<&str, usize>,
+        >::new();
+        for x in v {
+            *by_layer
+                .entry(x.layer)
+                .or_default()
+                .entry(x.site.as_str())
+                .or_default() += 1;
+        }
+        for (layer, sites) in by_layer {
+            let counts: Vec<String> = sites.iter().map(|(s, n)| format!("{s} {n}")).collect();
+            let layer = layer
+                .map(|l| format!("layer {l}"))
+                .unwrap_or("before layer 0".into());
+            emit(format!("  {layer}: {}", counts.join(", ")))?;
+        }
+        for x in v.iter().take(10) {
+            emit(format!("  {x}"))?;
+        }
+        if v.len() > 10 {
+            emit(format!(
+                "  ... and {} more (--json lists all)",
+                v.len() - 10
+            ))?;
+        }
+    }
     let v: Vec<String> = e.embedding.iter().map(|x| format!("{x:.6}")).collect();
     emit(format!(
         "embedding            {} values{}: [{}]",
@@ -546,6 +642,103 @@ fn embed(
         },
         v.join(", ")
     ))
+}
+
+fn calibrate(
+    dir: &std::path::Path,
+    sentences: Option<&std::path::Path>,
+    tokens: Option<usize>,
+    margin: f64,
+    json: bool,
+) -> Result<(), String> {
+    use umbra::models::calibration::{self, Fingerprint, Ranges};
+    let (text, source) = match sentences {
+        Some(p) => (
+            calibration::read_sentences(p).map_err(|e| e.to_string())?,
+            p.display().to_string(),
+        ),
+        None => (
+            umbra::models::sample::SENTENCES
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
+            "built-in sample (synthetic)".to_string(),
+        ),
+    };
+    let t0 = std::time::Instant::now();
+    let m = umbra::models::Embedder::load(dir).map_err(|e| e.to_string())?;
+    // A ranges file already there must be this model's (or unreadable: then say so).
+    let path = Ranges::path_in(dir);
+    if path.exists() {
+        let fp = Fingerprint::of_dir(dir).map_err(|e| e.to_string())?;
+        Ranges::for_model(dir, &fp)
+            .map_err(|e| format!("{e}; remove it to calibrate this model"))?;
+    }
+    let t = tokens.or(m.tokenizer.fixed_length()).unwrap_or(128);
+    let r = calibration::calibrate(&m, &text, t, margin, &source).map_err(|e| e.to_string())?;
+    let written = r.write(dir).map_err(|e| e.to_string())?;
+    let ms = t0.elapsed().as_secs_f64() * 1e3;
+    let summary = r.summary();
+    if json {
+        let row = serde_json::json!({
+            "model": dir.display().to_string(),
+            "file": written.display().to_string(),
+            "tokens": r.tokens,
+            "sentences": r.observed.inputs,
+            "real_tokens": r.observed.real_tokens,
+            "padding_tokens": r.observed.padding_tokens,
+            "source": r.source,
+            "margin": r.margin,
+            "ms": ms,
+            "layers": summary,
+        });
+        return emit(row.to_string());
+    }
+    let f = |v: Option<f64>| v.map(|x| format!("{x:.1}")).unwrap_or_else(|| "-".into());
+    let iv =
+        |v: Option<calibration::Interval>| v.map(|x| x.to_string()).unwrap_or_else(|| "-".into());
+    emit(format!(
+        "# {}: {} sentences ({}) at {} tokens ({} real, {} padding rows), margin {}%, {:.0} ms",
+        dir.display(),
+        r.observed.inputs,
+        r.source,
+        r.tokens,
+        r.observed.real_tokens,
+        r.observed.padding_tokens,
+        r.margin * 100.0,
+        ms
+    ))?;
+    emit(format!("wrote                {}", written.display()))?;
+    if let Some(e) = r.observed.embeddings.range.real {
+        emit(format!("embeddings output    {e} (real rows)"))?;
+    }
+    emit(
+        "observed (no margin): max-mean and mean-min of scores over visible keys, real/padding \
+          query rows; softmax row sum after the row-mean shift; LayerNorm input variance \
+          (attention, output); GELU input; largest residual |x| (feature: value)"
+            .to_string(),
+    )?;
+    for l in &summary {
+        let top: Vec<String> = l
+            .residual_top
+            .iter()
+            .map(|(j, v)| format!("{j}: {v:.1}"))
+            .collect();
+        emit(format!(
+            "layer {}  max-mean {}/{}  mean-min {}/{}  row sum {}  var {} {}  GELU {}  |x| {}",
+            l.layer,
+            f(l.above.0),
+            f(l.above.1),
+            f(l.below.0),
+            f(l.below.1),
+            iv(l.row_sum),
+            iv(l.variance.0),
+            iv(l.variance.1),
+            iv(l.gelu),
+            top.join(", ")
+        ))?;
+    }
+    Ok(())
 }
 
 /// Exits with failure (and no `error:` line: the table says what failed) on any mismatch.

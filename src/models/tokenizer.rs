@@ -185,6 +185,15 @@ impl Tokenizer {
         Ok(enc)
     }
 
+    /// The fixed token count the file pads to (`"padding": {"strategy": {"Fixed": T}}`; 128 for
+    /// all-MiniLM-L6-v2), if it pads to one.
+    pub fn fixed_length(&self) -> Option<usize> {
+        match self.inner.get_padding()?.strategy {
+            PaddingStrategy::Fixed(t) => Some(t),
+            PaddingStrategy::BatchLongest => None,
+        }
+    }
+
     /// The file's padding parameters, else [PAD] (or id 0) on the right.
     fn padding(&self) -> PaddingParams {
         if let Some(p) = self.inner.get_padding() {
