@@ -267,9 +267,11 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
             json,
         } => return selftest(backend.as_deref(), seed, json),
         Cmd::Params { json } => {
+            let all = presets();
+            let width = all.iter().map(|l| l.name.len()).max().unwrap_or(4) + 2;
             if !json {
                 emit(format!(
-                    "{:<28} {:>5} {:>8} {:>7} {:>6} {:>5} {:>9} {:>9} {:>14}",
+                    "{:<width$} {:>5} {:>8} {:>9} {:>6} {:>5}  {:<18} {}",
                     "name",
                     "logN",
                     "logQP",
@@ -277,17 +279,18 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
                     "scale",
                     "dnum",
                     "security",
-                    "insecure",
                     "bootstrappable"
                 ))?;
             }
-            for lit in presets() {
+            for lit in all {
                 let p = Parameters::new(lit.clone()).map_err(|e| e.to_string())?;
+                let compute = p.compute_top_level();
                 let row = serde_json::json!({
                     "name": lit.name,
                     "log_n": lit.log_n,
                     "log_qp": (p.log_qp * 10.0).round() / 10.0,
                     "levels": p.max_level(),
+                    "compute_levels": compute,
                     "scale_bits": lit.log_scale,
                     "dnum": p.literal.dnum,
                     "security_bits": p.security_bits(),
@@ -297,16 +300,26 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
                 if json {
                     emit(format!("{row}"))?;
                 } else {
+                    // Compute levels, plus the levels bootstrapping spends above them.
+                    let levels = if compute < p.max_level() {
+                        format!("{compute} + {}", p.max_level() - compute)
+                    } else {
+                        compute.to_string()
+                    };
+                    let security = if p.is_secure() {
+                        "128-bit".to_string()
+                    } else {
+                        format!("insecure ({} bits)", p.security_bits())
+                    };
                     emit(format!(
-                        "{:<28} {:>5} {:>8.1} {:>7} {:>6} {:>5} {:>9} {:>9} {:>14}",
+                        "{:<width$} {:>5} {:>8.1} {:>9} {:>6} {:>5}  {:<18} {}",
                         lit.name,
                         lit.log_n,
                         p.log_qp,
-                        p.max_level(),
-                        lit.log_scale,
+                        levels,
+                        format!("2^{}", lit.log_scale),
                         p.literal.dnum,
-                        p.security_bits(),
-                        !p.is_secure(),
+                        security,
                         row["bootstrappable"]
                     ))?;
                 }

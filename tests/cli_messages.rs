@@ -112,12 +112,12 @@ fn unknown_presets_list_the_known_ones() {
     );
     fails_with(
         "bench bootstrap --preset N14_QP423_L6_S40",
-        &["unknown bootstrapping preset", "N16_QP1701_L9_S50_boot"],
+        &["is not a bootstrapping preset", "N16_QP1701_L9_S50_boot"],
     );
     fails_with(
         "bench layer --kind gelu --hidden 64 --tokens 16 --preset nope",
         &[
-            "unknown bootstrapping preset `nope`",
+            "`nope` is not a bootstrapping preset",
             "N12_QP1654_L9_S50_boot_insecure",
         ],
     );

@@ -249,7 +249,7 @@ pub fn preset(name: &str) -> Result<BootstrapPreset, CkksError> {
         .find(|p| p.params.name == name)
         .ok_or_else(|| {
             CkksError::InvalidParameters(format!(
-                "unknown bootstrapping preset `{name}` (known: {})",
+                "`{name}` is not a bootstrapping preset (bootstrapping presets: {}; `umbra params` marks them)",
                 presets()
                     .iter()
                     .map(|p| p.params.name.clone())
