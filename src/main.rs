@@ -95,6 +95,26 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// Writes a Hugging Face BERT directory with a real architecture's config.json, tensor names,
+    /// shapes and dtype and weights drawn at trained scale (not trained), for benchmarks where the
+    /// real weights are not at hand; the tokenizer files are copied from --tokenizer-from.
+    GenModel {
+        /// Architecture: bert-base (12 layers, hidden 768, 12 heads, FFN 3072; 110M parameters).
+        #[arg(long)]
+        arch: String,
+        /// The new directory (must not exist or be empty).
+        #[arg(long)]
+        out: std::path::PathBuf,
+        /// A model directory with BERT's uncased WordPiece vocabulary to copy.
+        #[arg(long, default_value = "models/all-MiniLM-L6-v2")]
+        tokenizer_from: std::path::PathBuf,
+        /// Seed of the weights.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// One JSON object: arch, out, parameters, bytes, ms.
+        #[arg(long)]
+        json: bool,
+    },
     /// Predicts a layer's or block's time and operation counts without running it: bootstraps
     /// placed on the simulator, operations priced by a cost model timed on the backend.
     Estimate {
@@ -359,6 +379,13 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
             margin,
             json,
         } => calibrate(&model, sentences.as_deref(), tokens, margin, json)?,
+        Cmd::GenModel {
+            arch,
+            out,
+            tokenizer_from,
+            seed,
+            json,
+        } => gen_model(&arch, &out, &tokenizer_from, seed, json)?,
         Cmd::Bench {
             what:
                 BenchCmd::Ops {
@@ -519,6 +546,44 @@ fn estimate(s: LayerShape, layers: usize) -> Result<(), String> {
         r.calibration_ms
     ))?;
     emit(format!("operations           {:?}", r.ops))
+}
+
+fn gen_model(
+    arch: &str,
+    out: &std::path::Path,
+    tokenizer_from: &std::path::Path,
+    seed: u64,
+    json: bool,
+) -> Result<(), String> {
+    let a = umbra::models::generate::BertArch::by_name(arch).map_err(|e| e.to_string())?;
+    let t0 = std::time::Instant::now();
+    umbra::models::generate::generate_bert(&a, out, tokenizer_from, seed)
+        .map_err(|e| e.to_string())?;
+    let ms = t0.elapsed().as_secs_f64() * 1e3;
+    let bytes = std::fs::metadata(out.join("model.safetensors"))
+        .map(|m| m.len())
+        .unwrap_or(0);
+    if json {
+        let row = serde_json::json!({
+            "arch": arch,
+            "out": out.display().to_string(),
+            "parameters": a.parameters(),
+            "bytes": bytes,
+            "ms": ms,
+        });
+        return emit(row.to_string());
+    }
+    emit(format!(
+        "# {arch}: {} layers, hidden {}, {} heads, FFN {} (weights at trained scale, not trained)",
+        a.layers, a.hidden, a.heads, a.intermediate
+    ))?;
+    emit(format!("directory            {}", out.display()))?;
+    emit(format!("parameters           {:>10}", a.parameters()))?;
+    emit(format!(
+        "model.safetensors    {:>10.1} MB",
+        bytes as f64 / 1e6
+    ))?;
+    emit(format!("time                 {ms:>10.0} ms"))
 }
 
 fn embed(

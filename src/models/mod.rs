@@ -9,6 +9,8 @@
 //!   pooling over the attention mask and L2 normalization.
 //! - [`bert`]: one struct per HF `modeling_bert.py` module and the exact f64 forward pass.
 //! - [`embedder`]: a whole directory: text in, sentence embedding out.
+//! - [`generate`]: a BERT directory with a real architecture's config, names and shapes and
+//!   weights drawn at trained scale (`umbra gen-model`).
 //! - [`calibration`]: activation ranges observed on sample text ([`sample`] is the built-in
 //!   one), stored in `umbra-ranges.json` beside the model, and the check of an input against them.
 //!
@@ -19,6 +21,7 @@ pub mod bert;
 pub mod calibration;
 pub mod config;
 pub mod embedder;
+pub mod generate;
 pub mod sample;
 pub mod sentence;
 pub mod tokenizer;
