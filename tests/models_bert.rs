@@ -12,12 +12,11 @@ use std::sync::OnceLock;
 
 #[path = "common/minilm.rs"]
 mod minilm;
-use minilm::{minilm, model_dir};
+use minilm::{err_text, minilm, model_dir};
 use umbra::models::config::Head;
 use umbra::models::sentence::{l2_normalize, pool};
 use umbra::models::{
-    Activation, BertConfig, BertModel, Embedder, ModelError, Pooling, SentenceConfig, Tokenizer,
-    Weights,
+    Activation, BertConfig, BertModel, Embedder, Pooling, SentenceConfig, Tokenizer, Weights,
 };
 
 const TOL: f64 = 1e-5;
@@ -306,13 +305,6 @@ fn f16_and_bf16_weights_convert() {
         w.matrix("a", 2, 2).unwrap(),
         vec![vec![0.5, -1.25], vec![3.0, 0.0]]
     );
-}
-
-fn err_text<T>(r: Result<T, ModelError>) -> String {
-    match r {
-        Ok(_) => panic!("expected an error"),
-        Err(e) => e.to_string(),
-    }
 }
 
 #[test]

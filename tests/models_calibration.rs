@@ -12,12 +12,12 @@ use std::sync::OnceLock;
 
 #[path = "common/minilm.rs"]
 mod minilm;
-use minilm::{minilm, model_dir};
+use minilm::{err_text, minilm, model_dir};
 use umbra::models::bert::{LayerProbe, Norm, Probe};
 use umbra::models::calibration::{
     self, Fingerprint, Interval, Observations, Ranges, Rows, DEFAULT_MARGIN, FORMAT,
 };
-use umbra::models::{sample, BertConfig, ModelError};
+use umbra::models::{sample, BertConfig};
 
 const T: usize = 128;
 
@@ -127,13 +127,6 @@ fn calibrated_minilm_ranges_round_trip_exactly() {
     let r = calibrated();
     round_trips(r);
     assert_eq!(r.observed.inputs, sample::SENTENCES.len());
-}
-
-fn err_text<X>(r: Result<X, ModelError>) -> String {
-    match r {
-        Ok(_) => panic!("expected an error"),
-        Err(e) => e.to_string(),
-    }
 }
 
 #[test]

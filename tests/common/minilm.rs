@@ -2,6 +2,7 @@
 //! directory `models/fetch.sh` fills, the model loaded once per test binary, and scratch
 //! directories. Without the model the tests that need it fail and give the fetch command.
 
+#![allow(dead_code)]
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use umbra::models::Embedder;
@@ -32,4 +33,12 @@ pub fn tmp_dir(test: &str, name: &str) -> PathBuf {
     let _ = std::fs::remove_dir_all(&d);
     std::fs::create_dir_all(&d).unwrap();
     d
+}
+
+/// The message of an error the test expects (panics on `Ok`).
+pub fn err_text<T>(r: Result<T, umbra::models::ModelError>) -> String {
+    match r {
+        Ok(_) => panic!("expected an error"),
+        Err(e) => e.to_string(),
+    }
 }
