@@ -115,14 +115,134 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
-    /// Predicts a layer's or block's time and operation counts without running it: bootstraps
-    /// placed on the simulator, operations priced by a cost model timed on the backend.
+    /// Predicts a layer's, block's or whole model's time and operation counts without running
+    /// it: bootstraps placed on the simulator, operations priced by a cost model timed on the
+    /// backend. With --model DIR: that model's encrypted encoder at --tokens (all real).
     Estimate {
         #[command(flatten)]
         shape: LayerShape,
         /// Identical layers (BERT-base: 12).
         #[arg(long, default_value_t = 1, value_parser = at_least_one)]
         layers: usize,
+        /// A Hugging Face BERT directory: estimate the whole model (--kind not needed).
+        #[arg(long)]
+        model: Option<PathBuf>,
+    },
+    /// The main job: a text through a BERT model on ciphertexts (keygen, encrypt, the encrypted
+    /// encoder and pooling, decrypt, in one process), compared with the plaintext model.
+    Run {
+        /// Model directory (default: models/all-MiniLM-L6-v2, fetched when absent).
+        #[arg(long)]
+        model: Option<PathBuf>,
+        /// The text.
+        #[arg(long)]
+        text: String,
+        /// Tokens (a power of two; default: the smallest holding the text, at least 8).
+        #[arg(long)]
+        tokens: Option<usize>,
+        /// Bootstrapping preset (see `umbra params`).
+        #[arg(long, default_value = umbra::cli::model::DEFAULT_PRESET)]
+        preset: String,
+        /// cpu, cuda, wgpu or auto (default: UMBRA_BACKEND, else auto).
+        #[arg(long)]
+        backend: Option<String>,
+        /// Worker threads (default: all cores).
+        #[arg(long, value_parser = at_least_one)]
+        threads: Option<usize>,
+        /// The exact f64 model only (no encryption).
+        #[arg(long)]
+        plaintext: bool,
+        /// One JSON object.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Compares the encrypted model (its f64 twin, or encrypted) with the plaintext model on a
+    /// file of sentences: cosine, nearest-neighbour agreement, out-of-range activations.
+    Eval {
+        #[arg(long, default_value = umbra::cli::model::DEFAULT_MODEL)]
+        model: PathBuf,
+        /// One sentence per line.
+        #[arg(long)]
+        sentences: PathBuf,
+        /// twin (the same packing and approximations in f64) or encrypted.
+        #[arg(long, default_value = "twin")]
+        mode: String,
+        /// Every sentence padded (or truncated) to T tokens.
+        #[arg(long, default_value_t = 128)]
+        tokens: usize,
+        /// Only the first N sentences.
+        #[arg(long, value_parser = at_least_one)]
+        limit: Option<usize>,
+        /// Bootstrapping preset (encrypted mode; the twin uses its slot count).
+        #[arg(long, default_value = umbra::cli::model::DEFAULT_PRESET)]
+        preset: String,
+        #[arg(long)]
+        backend: Option<String>,
+        #[arg(long, value_parser = at_least_one)]
+        threads: Option<usize>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Client: a secret key (KEYDIR/secret.key, mode 0600) and the server's evaluation keys
+    /// (KEYDIR/eval.keys) for a model at T tokens.
+    Keygen {
+        #[arg(long, default_value = umbra::cli::model::DEFAULT_MODEL)]
+        model: PathBuf,
+        #[arg(long, default_value_t = 16)]
+        tokens: usize,
+        #[arg(long, default_value = umbra::cli::model::DEFAULT_PRESET)]
+        preset: String,
+        /// The key directory.
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Client: tokenize, embed and encrypt a text under KEYDIR's secret key.
+    Encrypt {
+        #[arg(long, default_value = umbra::cli::model::DEFAULT_MODEL)]
+        model: PathBuf,
+        /// The key directory of `umbra keygen`.
+        #[arg(long)]
+        keys: PathBuf,
+        #[arg(long)]
+        text: String,
+        /// Must equal the keys' token count (default: theirs).
+        #[arg(long)]
+        tokens: Option<usize>,
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Server: the encrypted encoder and pooling with the evaluation keys only.
+    Infer {
+        #[arg(long, default_value = umbra::cli::model::DEFAULT_MODEL)]
+        model: PathBuf,
+        /// KEYDIR/eval.keys.
+        #[arg(long)]
+        eval_keys: PathBuf,
+        #[arg(long = "in")]
+        input: PathBuf,
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long)]
+        backend: Option<String>,
+        #[arg(long, value_parser = at_least_one)]
+        threads: Option<usize>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Client: decrypt the server's output into the model's embedding.
+    Decrypt {
+        #[arg(long, default_value = umbra::cli::model::DEFAULT_MODEL)]
+        model: PathBuf,
+        #[arg(long)]
+        keys: PathBuf,
+        #[arg(long = "in")]
+        input: PathBuf,
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -131,7 +251,7 @@ enum Cmd {
 struct LayerShape {
     /// matmul, attention, softmax, layernorm, gelu, argmax, bert-block or gpt2-block.
     #[arg(long, value_parser = clap::builder::PossibleValuesParser::new(umbra::cli::tooling::layer_bench::KINDS))]
-    kind: String,
+    kind: Option<String>,
     /// Hidden size D (argmax: the number of logits).
     #[arg(long, default_value_t = 768)]
     hidden: usize,
@@ -364,7 +484,96 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
                     estimate,
                 },
         } => bench_layer(shape, seed, estimate)?,
-        Cmd::Estimate { shape, layers } => estimate(shape, layers)?,
+        Cmd::Estimate {
+            shape,
+            model: Some(dir),
+            ..
+        } => model_cmd::estimate(&dir, &shape)?,
+        Cmd::Estimate { shape, layers, .. } => estimate(shape, layers)?,
+        Cmd::Run {
+            model,
+            text,
+            tokens,
+            preset,
+            backend,
+            threads,
+            plaintext,
+            json,
+        } => {
+            set_threads(threads)?;
+            model_cmd::run(model, &text, tokens, &preset, backend, plaintext, json)?
+        }
+        Cmd::Eval {
+            model,
+            sentences,
+            mode,
+            tokens,
+            limit,
+            preset,
+            backend,
+            threads,
+            json,
+        } => {
+            set_threads(threads)?;
+            let r = umbra::cli::model::eval(
+                &model,
+                &sentences,
+                &mode,
+                tokens,
+                limit,
+                &preset,
+                backend.as_deref(),
+                json,
+            )?;
+            model_cmd::print(&r, json)?
+        }
+        Cmd::Keygen {
+            model,
+            tokens,
+            preset,
+            out,
+            json,
+        } => model_cmd::print(
+            &umbra::cli::model::keygen(&model, tokens, &preset, &out)?,
+            json,
+        )?,
+        Cmd::Encrypt {
+            model,
+            keys,
+            text,
+            tokens,
+            out,
+            json,
+        } => model_cmd::print(
+            &umbra::cli::model::encrypt(&model, &keys, &text, tokens, &out)?,
+            json,
+        )?,
+        Cmd::Infer {
+            model,
+            eval_keys,
+            input,
+            out,
+            backend,
+            threads,
+            json,
+        } => {
+            set_threads(threads)?;
+            let r = umbra::cli::model::infer(
+                &model,
+                &eval_keys,
+                &input,
+                &out,
+                backend.as_deref(),
+                json,
+            )?;
+            model_cmd::print(&r, json)?
+        }
+        Cmd::Decrypt {
+            model,
+            keys,
+            input,
+            json,
+        } => model_cmd::print(&umbra::cli::model::decrypt(&model, &keys, &input)?, json)?,
         Cmd::Embed {
             model,
             text,
@@ -427,6 +636,101 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// The model commands' printing (the work is in `umbra::cli::model`).
+mod model_cmd {
+    use super::{emit, set_threads, LayerShape};
+    use std::path::{Path, PathBuf};
+    use umbra::cli::model;
+
+    /// A report: one JSON object, or `key  value` lines (vectors shortened).
+    pub fn print<T: serde::Serialize>(r: &T, json: bool) -> Result<(), String> {
+        let v = serde_json::to_value(r).map_err(|e| e.to_string())?;
+        if json {
+            return emit(v.to_string());
+        }
+        if let serde_json::Value::Object(m) = v {
+            for (k, x) in m {
+                let text = match &x {
+                    serde_json::Value::Array(a) if a.len() > 8 => {
+                        let head: Vec<String> = a.iter().take(6).map(|v| v.to_string()).collect();
+                        format!("[{}, ... {} values]", head.join(", "), a.len())
+                    }
+                    serde_json::Value::Null => continue,
+                    other => other.to_string(),
+                };
+                emit(format!("{k:<26} {text}"))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// `umbra run`: the default model is fetched when absent (models/fetch.sh).
+    pub fn run(
+        dir: Option<PathBuf>,
+        text: &str,
+        tokens: Option<usize>,
+        preset: &str,
+        backend: Option<String>,
+        plaintext: bool,
+        json: bool,
+    ) -> Result<(), String> {
+        let dir = match dir {
+            Some(d) => d,
+            None => {
+                let d = PathBuf::from(model::DEFAULT_MODEL);
+                if !d.join("model.safetensors").is_file() {
+                    fetch_default()?;
+                }
+                d
+            }
+        };
+        let mut say = |line: String| {
+            if !json {
+                eprintln!("{line}");
+            }
+        };
+        let r = model::run(
+            &dir,
+            text,
+            tokens,
+            preset,
+            backend.as_deref(),
+            plaintext,
+            json,
+            &mut say,
+        )?;
+        print(&r, json)
+    }
+
+    fn fetch_default() -> Result<(), String> {
+        let script = Path::new("models/fetch.sh");
+        if !script.is_file() {
+            return Err(format!(
+                "{} is absent and there is no models/fetch.sh here to fetch it (run from the \
+                 repository root, or pass --model DIR)",
+                model::DEFAULT_MODEL
+            ));
+        }
+        eprintln!("umbra: fetching all-MiniLM-L6-v2 (models/fetch.sh all-MiniLM-L6-v2)");
+        let st = std::process::Command::new("bash")
+            .arg(script)
+            .arg("all-MiniLM-L6-v2")
+            .status()
+            .map_err(|e| format!("models/fetch.sh: {e}"))?;
+        if !st.success() {
+            return Err(format!("models/fetch.sh all-MiniLM-L6-v2 failed ({st})"));
+        }
+        Ok(())
+    }
+
+    /// `umbra estimate --model DIR`.
+    pub fn estimate(dir: &Path, s: &LayerShape) -> Result<(), String> {
+        set_threads(s.threads)?;
+        let r = model::estimate(dir, s.tokens, &s.preset, s.backend.as_deref())?;
+        print(&r, s.json)
+    }
+}
+
 fn bench_bootstrap(
     preset: String,
     slots: Option<usize>,
@@ -473,9 +777,25 @@ fn bench_bootstrap(
 }
 
 /// The shape checks of `bench layer` and `estimate`, then the threads and the device.
+impl LayerShape {
+    fn kind(&self) -> Result<&str, String> {
+        self.kind.as_deref().ok_or_else(|| {
+            "--kind is required (matmul, attention, softmax, layernorm, gelu, argmax, bert-block, \
+             gpt2-block), or --model DIR for a whole model"
+                .to_string()
+        })
+    }
+}
+
 fn layer_device(s: &LayerShape) -> Result<Device, String> {
-    umbra::cli::tooling::layer_bench::check_shape(&s.kind, s.hidden, s.heads, s.tokens, &s.preset)
-        .map_err(|e| e.to_string())?;
+    umbra::cli::tooling::layer_bench::check_shape(
+        s.kind()?,
+        s.hidden,
+        s.heads,
+        s.tokens,
+        &s.preset,
+    )
+    .map_err(|e| e.to_string())?;
     set_threads(s.threads)?;
     Device::choose(s.backend.as_deref()).map_err(|e| e.to_string())
 }
@@ -483,7 +803,14 @@ fn layer_device(s: &LayerShape) -> Result<Device, String> {
 fn bench_layer(s: LayerShape, seed: u64, estimate: bool) -> Result<(), String> {
     let device = layer_device(&s)?;
     let r = umbra::cli::tooling::layer_bench::bench_layer(
-        &s.kind, s.hidden, s.heads, s.tokens, &s.preset, device, seed, estimate,
+        s.kind()?,
+        s.hidden,
+        s.heads,
+        s.tokens,
+        &s.preset,
+        device,
+        seed,
+        estimate,
     )
     .map_err(|e| e.to_string())?;
     if s.json {
@@ -521,7 +848,13 @@ fn bench_layer(s: LayerShape, seed: u64, estimate: bool) -> Result<(), String> {
 fn estimate(s: LayerShape, layers: usize) -> Result<(), String> {
     let device = layer_device(&s)?;
     let r = umbra::cli::tooling::layer_bench::estimate(
-        &s.kind, s.hidden, s.heads, s.tokens, layers, &s.preset, device,
+        s.kind()?,
+        s.hidden,
+        s.heads,
+        s.tokens,
+        layers,
+        &s.preset,
+        device,
     )
     .map_err(|e| e.to_string())?;
     if s.json {
@@ -747,7 +1080,7 @@ fn calibrate(
     let m = umbra::models::Embedder::load(dir).map_err(|e| e.to_string())?;
     // A ranges file already there must be this model's (or unreadable: then say so).
     let path = Ranges::path_in(dir);
-    if path.exists() {
+    if path.exists() && !Ranges::is_stale(dir) {
         let fp = Fingerprint::of_dir(dir).map_err(|e| e.to_string())?;
         Ranges::for_model(dir, &fp)
             .map_err(|e| format!("{e}; remove it to calibrate this model"))?;

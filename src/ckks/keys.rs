@@ -12,7 +12,8 @@ use crate::backend::Buffer;
 use crate::math::sampling::Prng;
 
 /// The secret key s (uniform ternary), NTT form over every prime of the ring. Zeroized on drop;
-/// there is deliberately no way to serialize it or hand it to the server side.
+/// it does not serialize and has no way to the server side: the client keeps its [`SecretSeed`]
+/// (`serialize::secret_seed_to_bytes`, written only as the client's `secret.key`).
 pub struct SecretKey {
     pub(crate) ntt: Buffer,
     pub(crate) params_hash: [u8; 32],
@@ -31,6 +32,21 @@ impl Drop for SecretKey {
 impl std::fmt::Debug for SecretKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("SecretKey(..)")
+    }
+}
+
+/// The 32-byte seed of a secret key: as secret as the key itself. Zeroized on drop.
+pub struct SecretSeed(pub(crate) [u8; 32]);
+
+impl Drop for SecretSeed {
+    fn drop(&mut self) {
+        self.0.zeroize();
+    }
+}
+
+impl std::fmt::Debug for SecretSeed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SecretSeed(..)")
     }
 }
 
@@ -167,8 +183,24 @@ impl KeyGenerator {
     }
 
     pub fn gen_secret_key(&mut self) -> SecretKey {
+        let mut prng = Prng::from_seed(self.prng.seed32());
+        self.secret_key_from(&mut prng)
+    }
+
+    /// A fresh secret key and the 32-byte CSPRNG seed it expands from (what the client stores).
+    pub fn gen_secret_key_seeded(&mut self) -> (SecretKey, SecretSeed) {
+        let seed = SecretSeed(self.prng.seed32());
+        (self.secret_key_from_seed(&seed), seed)
+    }
+
+    /// The secret key `seed` expands to (under this generator's parameters).
+    pub fn secret_key_from_seed(&self, seed: &SecretSeed) -> SecretKey {
+        self.secret_key_from(&mut Prng::from_seed(seed.0))
+    }
+
+    fn secret_key_from(&self, prng: &mut Prng) -> SecretKey {
         let p = &self.ctx.params;
-        let mut s = self.prng.ternary(p.n());
+        let mut s = prng.ternary(p.n());
         let all: Vec<usize> = (0..p.ring.moduli.len()).collect();
         let ntt = small_to_ntt(&self.ctx, &s, &all);
         s.zeroize();

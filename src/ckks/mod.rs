@@ -26,6 +26,7 @@ pub use encryption::{Decryptor, Encryptor};
 pub use evaluator::Evaluator;
 pub use keys::{
     EncapsulationKeys, EvaluationKeys, GaloisKeys, KeyGenerator, PublicKey, RelinKey, SecretKey,
+    SecretSeed,
 };
 pub use linear_transform::{DiagMatrix, LinearTransform};
 pub use params::{Parameters, ParametersLiteral};

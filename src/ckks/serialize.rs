@@ -13,6 +13,7 @@ use super::keys::{expand_uniform, uniform, EncapsulationKeys, GaloisKeys, Switch
 use super::params::ParametersLiteral;
 use super::{
     Ciphertext, CkksError, Context, EvaluationKeys, Parameters, Plaintext, PublicKey, RelinKey,
+    SecretSeed,
 };
 use crate::backend::Buffer;
 use crate::math::sampling::Prng;
@@ -53,6 +54,7 @@ pub enum Kind {
     EvaluationKeys = 5,
     Ciphertext = 6,
     Plaintext = 7,
+    SecretSeed = 8,
 }
 
 impl Kind {
@@ -65,6 +67,7 @@ impl Kind {
             Kind::EvaluationKeys => "evaluation key bundle",
             Kind::Ciphertext => "ciphertext",
             Kind::Plaintext => "plaintext",
+            Kind::SecretSeed => "secret key",
         }
     }
     fn from_u8(v: u8) -> Option<Kind> {
@@ -77,6 +80,7 @@ impl Kind {
             EvaluationKeys,
             Ciphertext,
             Plaintext,
+            SecretSeed,
         ]
         .into_iter()
         .find(|k| *k as u8 == v)
@@ -258,6 +262,25 @@ pub trait Serial: Sized {
         }
         Ok(Self::read(ctx, payload)?)
     }
+}
+
+/// A secret key's seed, framed under `params` (kind "secret key"). Only the client's
+/// `secret.key` holds these bytes.
+pub fn secret_seed_to_bytes(params: &Parameters, seed: &SecretSeed) -> Vec<u8> {
+    frame(Kind::SecretSeed, &params.hash, &seed.0)
+}
+
+/// Reads `secret_seed_to_bytes`'s bytes: kind, checksum, parameter hash and a 32-byte payload
+/// checked. The bytes are the caller's to zeroize.
+pub fn secret_seed_from_bytes(params: &Parameters, bytes: &[u8]) -> Result<SecretSeed, CkksError> {
+    let (hash, payload) = unframe(bytes, Kind::SecretSeed)?;
+    if hash != params.hash {
+        return Err(FormatError::ParamsMismatch.into());
+    }
+    let seed: [u8; 32] = payload
+        .try_into()
+        .map_err(|_| FormatError::Malformed(format!("a {}-byte secret seed", payload.len())))?;
+    Ok(SecretSeed(seed))
 }
 
 /// Parameters serialize on their own (they define the context).

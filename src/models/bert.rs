@@ -36,6 +36,21 @@ pub enum LayerProbe<'a> {
     NormInput { norm: Norm, x: &'a [Vec<f64>] },
     /// The feed-forward activation's (GELU's) T x F input.
     ActivationInput(&'a [Vec<f64>]),
+    /// A T x D matrix whose |x| bounds a bootstrap of the encrypted layer ([`Site`]).
+    Values { site: Site, x: &'a [Vec<f64>] },
+}
+
+/// Where a [`LayerProbe::Values`] matrix was taken.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Site {
+    /// The query, key and value projections (each shown).
+    QueryKeyValue,
+    /// The attention's context (softmax times V, all heads), before `attention.output.dense`.
+    Context,
+    /// `attention.output.LayerNorm`'s output (the feed-forward's input).
+    AttentionOutput,
+    /// `output.LayerNorm`'s output: the layer's output (the next layer's input).
+    Output,
 }
 
 /// An intermediate value of the whole model ([`BertModel::forward_observed`]).
@@ -189,6 +204,12 @@ impl SelfAttention {
         observe: &mut dyn FnMut(LayerProbe),
     ) -> Result<Vec<Vec<f64>>, ModelError> {
         let (q, k, v) = (self.query.twin(x)?, self.key.twin(x)?, self.value.twin(x)?);
+        for m in [&q, &k, &v] {
+            observe(LayerProbe::Values {
+                site: Site::QueryKeyValue,
+                x: m,
+            });
+        }
         let d = self.query.d_out();
         let dh = d / self.heads;
         let scale = 1.0 / (dh as f64).sqrt();
@@ -221,6 +242,10 @@ impl SelfAttention {
                 row
             })
             .collect::<Vec<_>>();
+        observe(LayerProbe::Values {
+            site: Site::Context,
+            x: &rows,
+        });
         Ok(rows)
     }
 }
@@ -250,15 +275,16 @@ impl AddNorm {
 
     /// LayerNorm(dense(h) + input): h is T x d_in, input and the result T x D.
     pub fn forward(&self, h: &[Vec<f64>], input: &[Vec<f64>]) -> Result<Vec<Vec<f64>>, ModelError> {
-        self.forward_observed(h, input, &mut |_| {})
+        self.forward_observed(h, input, &mut |_, _| {})
     }
 
-    /// `forward`, showing `observe` the LayerNorm's T x D input (the residual stream).
+    /// `forward`, showing `observe` the LayerNorm's T x D input (the residual stream) and then
+    /// its output.
     pub fn forward_observed(
         &self,
         h: &[Vec<f64>],
         input: &[Vec<f64>],
-        observe: &mut dyn FnMut(&[Vec<f64>]),
+        observe: &mut dyn FnMut(&[Vec<f64>], bool),
     ) -> Result<Vec<Vec<f64>>, ModelError> {
         let mut y = self.dense.twin(h)?;
         for (r, x) in y.iter_mut().zip(input) {
@@ -266,8 +292,10 @@ impl AddNorm {
                 *v += a;
             }
         }
-        observe(&y);
-        Ok(self.layer_norm.forward(&y))
+        observe(&y, false);
+        let out = self.layer_norm.forward(&y);
+        observe(&out, true);
+        Ok(out)
     }
 }
 
@@ -298,10 +326,17 @@ impl Attention {
         observe: &mut dyn FnMut(LayerProbe),
     ) -> Result<Vec<Vec<f64>>, ModelError> {
         let context = self.self_attention.forward_observed(x, mask, observe)?;
-        self.output.forward_observed(&context, x, &mut |y| {
-            observe(LayerProbe::NormInput {
-                norm: Norm::Attention,
-                x: y,
+        self.output.forward_observed(&context, x, &mut |y, output| {
+            observe(if output {
+                LayerProbe::Values {
+                    site: Site::AttentionOutput,
+                    x: y,
+                }
+            } else {
+                LayerProbe::NormInput {
+                    norm: Norm::Attention,
+                    x: y,
+                }
             })
         })
     }
@@ -374,10 +409,17 @@ impl Layer {
         let h = self
             .intermediate
             .forward_observed(&a, &mut |x| observe(LayerProbe::ActivationInput(x)))?;
-        self.output.forward_observed(&h, &a, &mut |y| {
-            observe(LayerProbe::NormInput {
-                norm: Norm::Output,
-                x: y,
+        self.output.forward_observed(&h, &a, &mut |y, output| {
+            observe(if output {
+                LayerProbe::Values {
+                    site: Site::Output,
+                    x: y,
+                }
+            } else {
+                LayerProbe::NormInput {
+                    norm: Norm::Output,
+                    x: y,
+                }
             })
         })
     }

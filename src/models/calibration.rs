@@ -17,12 +17,12 @@
 //!
 //! [`Ranges`] holds those raw observations ([`Observations`]) and, separately, the relative
 //! margin that widens them into the calibrated intervals ([`Interval::widened`]), so both stay
-//! visible. It is versioned JSON (`"format": "umbra-ranges/1"`) in the model directory
+//! visible. It is versioned JSON (`"format": "umbra-ranges/2"`) in the model directory
 //! (`umbra-ranges.json`), tied to the model by a [`Fingerprint`] of its `config.json`: a file of
 //! another model is refused. [`Ranges::check`] compares the observations of one input with the
 //! calibrated intervals and lists every [`Violation`].
 
-use super::bert::{LayerProbe, Norm, Probe};
+use super::bert::{LayerProbe, Norm, Probe, Site};
 use super::{BertConfig, Embedder, ModelError};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -31,7 +31,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 /// The `format` field of a ranges file this version reads and writes.
-pub const FORMAT: &str = "umbra-ranges/1";
+pub const FORMAT: &str = "umbra-ranges/2";
 /// The ranges file's name in a model directory.
 pub const FILE_NAME: &str = "umbra-ranges.json";
 /// The default relative margin (10%).
@@ -355,6 +355,14 @@ pub struct LayerStats {
     pub output_norm: NormStats,
     /// The activation's input (F features).
     pub activation: ValueStats,
+    /// The query, key and value projections together (D features).
+    pub query_key_value: ValueStats,
+    /// The attention context before `attention.output.dense` (D features).
+    pub context: ValueStats,
+    /// `attention.output.LayerNorm`'s output (D features).
+    pub attention_output: ValueStats,
+    /// `output.LayerNorm`'s output, the layer's output (D features).
+    pub output: ValueStats,
 }
 
 impl Merge for LayerStats {
@@ -363,10 +371,33 @@ impl Merge for LayerStats {
         self.attention_norm.merge(&o.attention_norm);
         self.output_norm.merge(&o.output_norm);
         self.activation.merge(&o.activation);
+        self.query_key_value.merge(&o.query_key_value);
+        self.context.merge(&o.context);
+        self.attention_output.merge(&o.attention_output);
+        self.output.merge(&o.output);
     }
 }
 
 impl LayerStats {
+    /// The statistics of a [`Site`].
+    pub fn site(&self, site: Site) -> &ValueStats {
+        match site {
+            Site::QueryKeyValue => &self.query_key_value,
+            Site::Context => &self.context,
+            Site::AttentionOutput => &self.attention_output,
+            Site::Output => &self.output,
+        }
+    }
+
+    fn site_mut(&mut self, site: Site) -> &mut ValueStats {
+        match site {
+            Site::QueryKeyValue => &mut self.query_key_value,
+            Site::Context => &mut self.context,
+            Site::AttentionOutput => &mut self.attention_output,
+            Site::Output => &mut self.output,
+        }
+    }
+
     fn norm(&self, n: Norm) -> &NormStats {
         match n {
             Norm::Attention => &self.attention_norm,
@@ -415,6 +446,10 @@ impl Observations {
             attention_norm: NormStats::new(config.hidden),
             output_norm: NormStats::new(config.hidden),
             activation: ValueStats::new(config.intermediate),
+            query_key_value: ValueStats::new(config.hidden),
+            context: ValueStats::new(config.hidden),
+            attention_output: ValueStats::new(config.hidden),
+            output: ValueStats::new(config.hidden),
         };
         Observations {
             inputs: 0,
@@ -449,6 +484,7 @@ impl Observations {
                         Norm::Output => l.output_norm.observe(x, mask),
                     },
                     LayerProbe::ActivationInput(x) => l.activation.observe(x, mask),
+                    LayerProbe::Values { site, x } => l.site_mut(site).observe(x, mask),
                 }
             }
         }
@@ -587,6 +623,19 @@ impl Ranges {
         serde_json::from_value(v).map_err(|e| err(format!("not a valid ranges file: {e}")))
     }
 
+    /// Whether `dir` holds a ranges file of an older format of this program (`umbra-ranges/N`
+    /// other than [`FORMAT`]): one to recalibrate rather than refuse.
+    pub fn is_stale(dir: &Path) -> bool {
+        let Ok(text) = std::fs::read_to_string(Self::path_in(dir)) else {
+            return false;
+        };
+        let v: Option<serde_json::Value> = serde_json::from_str(&text).ok();
+        matches!(
+            v.as_ref().and_then(|v| v.get("format")).and_then(|f| f.as_str()),
+            Some(f) if f.starts_with("umbra-ranges/") && f != FORMAT
+        )
+    }
+
     /// The ranges file of model directory `dir` for the model of fingerprint `model`: Ok(None)
     /// when there is none; an error when it is unreadable or belongs to another model.
     pub fn for_model(dir: &Path, model: &Fingerprint) -> Result<Option<Self>, ModelError> {
@@ -683,6 +732,14 @@ impl Ranges {
                 c.values(site, &cn.input, &gn.input);
             }
             c.values("GELU input", &cal.activation, &got.activation);
+            for (site, name) in [
+                (Site::QueryKeyValue, "query/key/value"),
+                (Site::Context, "attention context"),
+                (Site::AttentionOutput, "attention LayerNorm output"),
+                (Site::Output, "output LayerNorm output"),
+            ] {
+                c.values(name, cal.site(site), got.site(site));
+            }
         }
         c.out
     }

@@ -18,9 +18,11 @@
 //! below imports it.
 
 pub mod bert;
+pub mod bundle;
 pub mod calibration;
 pub mod config;
 pub mod embedder;
+pub mod encrypted;
 pub mod generate;
 pub mod sample;
 pub mod sentence;
@@ -31,6 +33,7 @@ pub use bert::BertModel;
 pub use calibration::{Observations, Ranges, Violation};
 pub use config::{Activation, BertConfig};
 pub use embedder::{Embedder, Embedding};
+pub use encrypted::EncryptedEncoder;
 pub use sentence::{Pooling, SentenceConfig};
 pub use tokenizer::{Encoding, Tokenizer};
 pub use weights::Weights;

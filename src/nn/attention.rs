@@ -486,6 +486,19 @@ pub fn attention_exact(
     tin: usize,
     causal: bool,
 ) -> Vec<Vec<f64>> {
+    attention_exact_valid(q, k, v, heads, tin, causal, tin)
+}
+
+/// `attention_exact` with only the first `valid` keys of each input visible (the rest padding).
+pub fn attention_exact_valid(
+    q: &[Vec<f64>],
+    k: &[Vec<f64>],
+    v: &[Vec<f64>],
+    heads: usize,
+    tin: usize,
+    causal: bool,
+    valid: usize,
+) -> Vec<Vec<f64>> {
     let d = q[0].len();
     let dh = d / heads;
     let mut out = vec![vec![0.0; d]; q.len()];
@@ -493,7 +506,9 @@ pub fn attention_exact(
         let b0 = tok - tok % tin;
         for h in 0..heads {
             let cols = h * dh..(h + 1) * dh;
-            let keys: Vec<usize> = (b0..b0 + tin).filter(|&u| !causal || u <= tok).collect();
+            let keys: Vec<usize> = (b0..b0 + tin.min(valid.max(1)))
+                .filter(|&u| !causal || u <= tok)
+                .collect();
             let s: Vec<f64> = keys
                 .iter()
                 .map(|&u| {

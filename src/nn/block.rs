@@ -152,17 +152,52 @@ pub fn random_input(tokens: usize, hidden: usize, seed: u64) -> Vec<Vec<f64>> {
         .collect()
 }
 
+/// |x| bounds of the four dense layers' inputs (what their bootstraps assume).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct LinearBounds {
+    /// Q, K and V's input: the block's input (BERT) or LN1's output (GPT-2).
+    pub qkv: f64,
+    /// The attention output's input (the context, a convex mix of V's rows).
+    pub o: f64,
+    /// The first FFN layer's input (LN1's output for BERT, LN2's for GPT-2).
+    pub ff1: f64,
+    /// The second FFN layer's input (the activation's output).
+    pub ff2: f64,
+}
+
+impl LinearBounds {
+    /// One bound everywhere.
+    pub fn uniform(b: f64) -> Self {
+        LinearBounds {
+            qkv: b,
+            o: b,
+            ff1: b,
+            ff2: b,
+        }
+    }
+
+    fn all(&self) -> [f64; 4] {
+        [self.qkv, self.o, self.ff1, self.ff2]
+    }
+}
+
 /// A block: its kind, weights and approximations.
 #[derive(Clone, Debug)]
 pub struct Block {
     pub kind: BlockKind,
     pub weights: BlockWeights,
     pub attention: AttentionOptions,
+    /// The first LayerNorm (BERT: after attention; GPT-2: before it).
     pub layernorm: LayerNormOptions,
+    /// The second LayerNorm (BERT: after the FFN; GPT-2: before it). Its input's variance and
+    /// range differ from the first's in real models (MiniLM: up to 130 against 0.9).
+    pub layernorm2: LayerNormOptions,
     pub gelu: PolyApprox,
     /// |activation| <= bound on the residual stream and the Q, K, V and FFN outputs (what their
-    /// bootstraps assume).
+    /// bootstraps assume); the default of `bounds`.
     pub bound: f64,
+    /// Per dense layer input bounds (`Block::new`: all `bound`; a calibrated model sets each).
+    pub bounds: LinearBounds,
 }
 
 impl Block {
@@ -198,10 +233,19 @@ impl Block {
             kind,
             weights,
             attention,
+            layernorm2: layernorm.clone(),
             layernorm,
             gelu,
             bound,
+            bounds: LinearBounds::uniform(bound),
         })
+    }
+
+    /// Masks padding keys: only the first `n` tokens of each input are real (None: all). The real
+    /// length is public to the server (docs/ARCHITECTURE.md D14). Padding *query* rows are still
+    /// computed; a caller keeps them in range by padding with copies of real rows.
+    pub fn set_valid_tokens(&mut self, n: Option<usize>) {
+        self.attention.softmax.valid_keys = n;
     }
 
     /// Checks a block built or changed by hand: `BlockWeights::validate`, each layer's options,
@@ -210,10 +254,15 @@ impl Block {
         self.weights.validate()?;
         self.attention.validate()?;
         self.layernorm.validate()?;
+        self.layernorm2.validate()?;
         self.gelu.validate()?;
         layout.validate()?;
-        if !(self.bound.is_finite() && self.bound > 0.0) {
-            return Err(CkksError::Invalid(format!("block: bound {}", self.bound)));
+        let finite = |b: f64| b.is_finite() && b > 0.0;
+        if !finite(self.bound) || !self.bounds.all().into_iter().all(finite) {
+            return Err(CkksError::Invalid(format!(
+                "block: bound {}, bounds {:?} (need finite > 0)",
+                self.bound, self.bounds
+            )));
         }
         if layout.features != self.weights.hidden() {
             return Err(CkksError::Invalid(format!(
@@ -231,10 +280,11 @@ impl Block {
         layout: &Layout,
         x: &[C::Ct],
         lin: &Linear,
+        bound: f64,
     ) -> Result<Vec<C::Ct>, CkksError> {
         let x = x
             .iter()
-            .map(|ct| c.refresh(ct, 1, self.bound))
+            .map(|ct| c.refresh(ct, 1, bound))
             .collect::<Result<Vec<_>, _>>()?;
         // All inputs at one level (a refresh may have lifted only some of them).
         let l = x.iter().map(|ct| c.level(ct)).min().unwrap_or(0);
@@ -251,12 +301,24 @@ impl Block {
         layout: &Layout,
         x: &[C::Ct],
         (g, b): &(Vec<f64>, Vec<f64>),
+        o: &LayerNormOptions,
     ) -> Result<Vec<C::Ct>, CkksError> {
-        layernorm::layernorm_in(c, layout, x, g, b, &self.layernorm)
+        layernorm::layernorm_in(c, layout, x, g, b, o)
     }
 
-    fn residual<C: Circuit>(c: &C, a: &[C::Ct], b: &[C::Ct]) -> Result<Vec<C::Ct>, CkksError> {
-        a.iter().zip(b).map(|(x, y)| add_aligned(c, x, y)).collect()
+    /// a + b, each operand bounded by `bound`. An operand at level 1 is refreshed first: aligning
+    /// an off-chain scale costs a level, and a sum at level 0 could not be bootstrapped with a
+    /// bound above 1 by the LayerNorm that follows.
+    fn residual<C: Circuit>(
+        c: &C,
+        a: &[C::Ct],
+        b: &[C::Ct],
+        bound: f64,
+    ) -> Result<Vec<C::Ct>, CkksError> {
+        a.iter()
+            .zip(b)
+            .map(|(x, y)| add_aligned(c, &c.refresh(x, 1, bound)?, &c.refresh(y, 1, bound)?))
+            .collect()
     }
 
     fn attention_branch<C: Circuit>(
@@ -265,12 +327,12 @@ impl Block {
         layout: &Layout,
         h: &[C::Ct],
     ) -> Result<Vec<C::Ct>, CkksError> {
-        let w = &self.weights;
-        let q = self.linear(c, layout, h, &w.q)?;
-        let k = self.linear(c, layout, h, &w.k)?;
-        let v = self.linear(c, layout, h, &w.v)?;
+        let (w, b) = (&self.weights, &self.bounds);
+        let q = self.linear(c, layout, h, &w.q, b.qkv)?;
+        let k = self.linear(c, layout, h, &w.k, b.qkv)?;
+        let v = self.linear(c, layout, h, &w.v, b.qkv)?;
         let a = attention::attention_in(c, layout, &q, &k, &v, &self.attention)?;
-        self.linear(c, layout, &a, &w.o)
+        self.linear(c, layout, &a, &w.o, b.o)
     }
 
     fn ffn_branch<C: Circuit>(
@@ -279,13 +341,13 @@ impl Block {
         layout: &Layout,
         h: &[C::Ct],
     ) -> Result<Vec<C::Ct>, CkksError> {
-        let w = &self.weights;
-        let f = self.linear(c, layout, h, &w.ff1)?;
+        let (w, b) = (&self.weights, &self.bounds);
+        let f = self.linear(c, layout, h, &w.ff1, b.ff1)?;
         let g = f
             .iter()
             .map(|ct| self.gelu.evaluate(c, ct))
             .collect::<Result<Vec<_>, _>>()?;
-        self.linear(c, &layout.with_features(w.ffn()), &g, &w.ff2)
+        self.linear(c, &layout.with_features(w.ffn()), &g, &w.ff2, b.ff2)
     }
 
     /// The encrypted block on a T x D matrix in `layout` (D = hidden). Run it under `Refreshing`
@@ -302,17 +364,22 @@ impl Block {
         match self.kind {
             BlockKind::Bert => {
                 let a = self.attention_branch(c, layout, x)?;
-                let h = self.ln(c, layout, &Self::residual(c, x, &a)?, &w.ln1)?;
+                // |x + a| <= the LayerNorm's bound, so |a| <= that plus |x|.
+                let b1 = self.layernorm.bound + self.bounds.qkv;
+                let s1 = Self::residual(c, x, &a, b1)?;
+                let h = self.ln(c, layout, &s1, &w.ln1, &self.layernorm)?;
                 let f = self.ffn_branch(c, layout, &h)?;
-                self.ln(c, layout, &Self::residual(c, &h, &f)?, &w.ln2)
+                let b2 = self.layernorm2.bound + self.bounds.ff1;
+                let y = Self::residual(c, &h, &f, b2)?;
+                self.ln(c, layout, &y, &w.ln2, &self.layernorm2)
             }
             BlockKind::Gpt2 => {
-                let h = self.ln(c, layout, x, &w.ln1)?;
+                let h = self.ln(c, layout, x, &w.ln1, &self.layernorm)?;
                 let a = self.attention_branch(c, layout, &h)?;
-                let x2 = Self::residual(c, x, &a)?;
-                let h2 = self.ln(c, layout, &x2, &w.ln2)?;
+                let x2 = Self::residual(c, x, &a, 2.0 * self.bound)?;
+                let h2 = self.ln(c, layout, &x2, &w.ln2, &self.layernorm2)?;
                 let f = self.ffn_branch(c, layout, &h2)?;
-                Self::residual(c, &x2, &f)
+                Self::residual(c, &x2, &f, 2.0 * self.bound)
             }
         }
     }
@@ -333,9 +400,10 @@ impl Block {
                 .map(|(u, v)| u.iter().zip(v).map(|(p, q)| p + q).collect())
                 .collect()
         };
-        let ln = |x: &[Vec<f64>], (g, b): &(Vec<f64>, Vec<f64>)| {
-            layernorm::layernorm_twin(layout, x, g, b, &self.layernorm)
+        let ln = |x: &[Vec<f64>], (g, b): &(Vec<f64>, Vec<f64>), o: &LayerNormOptions| {
+            layernorm::layernorm_twin(layout, x, g, b, o)
         };
+        let (o1, o2) = (&self.layernorm, &self.layernorm2);
         let attn = |h: &[Vec<f64>]| -> Result<Vec<Vec<f64>>, CkksError> {
             let (q, k, v) = (lin(h, &w.q)?, lin(h, &w.k)?, lin(h, &w.v)?);
             let a = attention::attention_twin(layout, &q, &k, &v, &self.attention)?;
@@ -348,12 +416,12 @@ impl Block {
         };
         match self.kind {
             BlockKind::Bert => {
-                let h = ln(&add(x, &attn(x)?), &w.ln1)?;
-                ln(&add(&h, &ffn(&h)?), &w.ln2)
+                let h = ln(&add(x, &attn(x)?), &w.ln1, o1)?;
+                ln(&add(&h, &ffn(&h)?), &w.ln2, o2)
             }
             BlockKind::Gpt2 => {
-                let x2 = add(x, &attn(&ln(x, &w.ln1)?)?);
-                let f = ffn(&ln(&x2, &w.ln2)?)?;
+                let x2 = add(x, &attn(&ln(x, &w.ln1, o1)?)?);
+                let f = ffn(&ln(&x2, &w.ln2, o2)?)?;
                 Ok(add(&x2, &f))
             }
         }
@@ -372,37 +440,39 @@ impl Block {
             )));
         }
         let w = &self.weights;
-        let eps = self.layernorm.eps;
         let add = |a: &[Vec<f64>], b: &[Vec<f64>]| -> Vec<Vec<f64>> {
             a.iter()
                 .zip(b)
                 .map(|(u, v)| u.iter().zip(v).map(|(p, q)| p + q).collect())
                 .collect()
         };
-        let ln = |x: &[Vec<f64>], (g, b): &(Vec<f64>, Vec<f64>)| {
-            layernorm::layernorm_exact(x, g, b, eps)
+        let ln = |x: &[Vec<f64>], (g, b): &(Vec<f64>, Vec<f64>), o: &LayerNormOptions| {
+            layernorm::layernorm_exact(x, g, b, o.eps)
         };
+        let (o1, o2) = (&self.layernorm, &self.layernorm2);
         let causal = self.kind == BlockKind::Gpt2;
+        let valid = self.attention.softmax.valid_keys.unwrap_or(tin);
         let attn = |h: &[Vec<f64>]| -> Result<Vec<Vec<f64>>, CkksError> {
-            let a = attention::attention_exact(
+            let a = attention::attention_exact_valid(
                 &w.q.twin(h)?,
                 &w.k.twin(h)?,
                 &w.v.twin(h)?,
                 heads,
                 tin,
                 causal,
+                valid,
             );
             w.o.twin(&a)
         };
         let ffn = |h: &[Vec<f64>]| w.ff2.twin(&gelu::gelu_exact(&w.ff1.twin(h)?, &self.gelu));
         Ok(match self.kind {
             BlockKind::Bert => {
-                let h = ln(&add(x, &attn(x)?), &w.ln1);
-                ln(&add(&h, &ffn(&h)?), &w.ln2)
+                let h = ln(&add(x, &attn(x)?), &w.ln1, o1);
+                ln(&add(&h, &ffn(&h)?), &w.ln2, o2)
             }
             BlockKind::Gpt2 => {
-                let x2 = add(x, &attn(&ln(x, &w.ln1))?);
-                add(&x2, &ffn(&ln(&x2, &w.ln2))?)
+                let x2 = add(x, &attn(&ln(x, &w.ln1, o1))?);
+                add(&x2, &ffn(&ln(&x2, &w.ln2, o2))?)
             }
         })
     }

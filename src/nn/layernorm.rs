@@ -132,12 +132,14 @@ fn layernorm_impl<C: Circuit>(
     }
     // r = 1 / sqrt(v / D + eps).
     let r = o.inv_sqrt.evaluate_affine(c, &v, 1.0 / d, o.eps)?;
-    let r = c.refresh(&r, 1, 1.5 / o.inv_sqrt.a.sqrt())?;
+    // The output keeps one level (both factors at level >= 2): whatever follows (a residual,
+    // the next block) can then bootstrap it with a bound above 1, which needs a level to scale.
+    let r = c.refresh(&r, 2, 1.5 / o.inv_sqrt.a.sqrt())?;
     let g_max = gamma.iter().fold(0.0f64, |m, v| m.max(v.abs()));
     let mut out = Vec::with_capacity(x.len());
     for (i, xi) in xc.iter().enumerate() {
         let g = mul_plain_down(c, xi, &layout.broadcast_features(i, gamma, 0.0)?)?;
-        let g = c.refresh(&g, 1, (2.0 * o.bound * g_max).max(1.0))?;
+        let g = c.refresh(&g, 2, (2.0 * o.bound * g_max).max(1.0))?;
         let y = mul(c, &g, &r)?;
         let values = layout.broadcast_features(i, beta, 0.0)?;
         let b = c.encode(&values, c.level(&y), c.scale(&y))?;

@@ -13,9 +13,18 @@
 //! Levels: 1 (shift, mask and change of variable in one plaintext product) + the exp polynomial
 //! (3) + its squarings (5) + the inverse (1 + guess + 1 + iterations) + 1 (the final product).
 //!
-//! The mask (padding columns past K, and keys after the query for a causal mask) is folded into
-//! the same plaintext product: masked entries are mapped to the bottom of exp's interval,
-//! exp(-range) ~ 1e-28, so they drop out of the sum and of the output.
+//! The mask (padding columns past K, keys after the query for a causal mask, and padding keys
+//! past a sequence's real length, `valid_keys`) is folded into the same plaintext product: masked
+//! entries are mapped to the bottom of exp's interval, exp(-range) ~ 1e-28, so they drop out of
+//! the sum and of the output.
+//!
+//! **Wide score ranges (normalized squarings).** After a row-mean shift the row sums of a real
+//! model span e^-above .. keys, ~1e-18 .. 128 in MiniLM's layer 0: no inverse covers that. With
+//! `rounds = k`, exp is taken of (x - shift) / 2^k only (its last k squarings are left out), so
+//! the row sums lie in [e^(-above / 2^k), keys]; the row is normalized, then k times squared and
+//! normalized again: p <- p^2 / sum p^2, where sum p^2 lies in [1/keys, 1] whatever the scores.
+//! After k rounds p is the softmax. (HETAL, Lee et al., ICML 2023, section 4.1.) Each round costs a
+//! square, a row sum and an inverse on [1/keys, 1].
 
 use super::approx::{Exp, Inverse};
 use super::chain::{chain_scale, metas, mul, mul_plain_down, rehearse_depth};
@@ -48,8 +57,20 @@ pub struct SoftmaxOptions {
     /// and each row is normalized within its group (`packing::group_sums`). Default 1.
     pub heads: usize,
     /// Column r of a group holds key (t + r) mod T for query t (the diagonal order
-    /// `attention::scores` produces) instead of key r; only the causal mask depends on it.
+    /// `attention::scores` produces) instead of key r; only the masks depend on it.
     pub diagonal: bool,
+    /// Keys at positions >= n of each input are padding and masked (a sequence's real length,
+    /// public to the server: docs/ARCHITECTURE.md D14). None: every key is real.
+    pub valid_keys: Option<usize>,
+    /// Normalized squarings after exp (module docs); at most exp's squarings. Default 0.
+    pub rounds: u32,
+    /// 1/x for the rounds' sums of squares, on K [1/keys, 1] (None when `rounds` is 0).
+    pub round_inverse: Option<Inverse>,
+    /// Integer factors K (first normalization, rounds) the row sums are multiplied by before
+    /// their inverse, and the normalized row after it: with K >= 2 / (the sums' lower bound) the
+    /// inverse's output is at most 1/2, so it bootstraps from level 0 like the probabilities
+    /// (a wide bound would need a level it may not have). 1 for the default options.
+    pub sum_scales: (i64, i64),
 }
 
 impl SoftmaxOptions {
@@ -116,6 +137,73 @@ impl SoftmaxOptions {
             causal,
             heads: 1,
             diagonal: false,
+            valid_keys: None,
+            rounds: 0,
+            round_inverse: None,
+            sum_scales: (1, 1),
+        };
+        o.validate()?;
+        Ok(o)
+    }
+
+    /// Attention scores of a calibrated model: `heads` groups of `keys` columns in diagonal order,
+    /// shifted by each row's mean plus `above` (>= max - mean over the visible keys), every
+    /// visible score at least mean + above - `range`, and `rounds` normalized squarings (module
+    /// docs). exp is sized for `range` (squarings so that its polynomial spans at most 2 units).
+    /// Errors: 0 keys or heads, `above` not in [0, range], `rounds` above 16, an inverse that
+    /// cannot cover its interval, `validate`.
+    pub fn attention_calibrated(
+        keys: usize,
+        heads: usize,
+        above: f64,
+        range: f64,
+        rounds: u32,
+        causal: bool,
+    ) -> Result<Self, CkksError> {
+        if keys == 0 || heads == 0 || !(range.is_finite() && range > 0.0) {
+            return Err(CkksError::Invalid(format!(
+                "softmax: {keys} keys, {heads} heads, range {range}"
+            )));
+        }
+        if !(above.is_finite() && (0.0..=range).contains(&above)) || rounds > 16 {
+            return Err(CkksError::Invalid(format!(
+                "softmax: above {above} must lie in [0, range {range}], rounds {rounds} at most 16"
+            )));
+        }
+        // exp(x / 2^s) on [-range / 2^s, 0] spans at most 2 units: degree 7 errs by ~1e-8.
+        let squarings = ((range / 2.0).log2().ceil().max(0.0) as u32)
+            .max(Exp::DEFAULT_SQUARINGS)
+            .max(rounds);
+        let exp = Exp::new(range, squarings, Exp::DEFAULT_DEGREE)?;
+        let k = 2f64.powi(rounds as i32);
+        // Sums in [a, b] are scaled by K = ceil(2 / a) into [2, K b] (see `sum_scales`).
+        let scaled = |a: f64, b: f64| -> Result<(Inverse, i64), CkksError> {
+            let s = (2.0 / a).ceil();
+            if s > (1u64 << 40) as f64 {
+                return Err(CkksError::Invalid(format!(
+                    "softmax: row sums down to {a} are too small to normalize"
+                )));
+            }
+            Ok((Inverse::auto_with(s * a, s * b, 24.0, 5)?, s as i64))
+        };
+        let (inverse, k0) = scaled(0.95 * (-above / k).exp(), 1.05 * keys as f64)?;
+        let (round_inverse, k1) = if rounds > 0 {
+            let (inv, k1) = scaled(0.95 / keys as f64, 1.05)?;
+            (Some(inv), k1)
+        } else {
+            (None, 1)
+        };
+        let o = SoftmaxOptions {
+            shift: Shift::RowMean { above },
+            exp,
+            inverse,
+            causal,
+            heads,
+            diagonal: true,
+            valid_keys: None,
+            rounds,
+            round_inverse,
+            sum_scales: (k0, k1),
         };
         o.validate()?;
         Ok(o)
@@ -136,8 +224,43 @@ impl SoftmaxOptions {
                 self.shift, self.exp.range, self.heads
             )));
         }
+        if self.valid_keys == Some(0) {
+            return Err(CkksError::Invalid(
+                "softmax: a sequence of 0 real keys".into(),
+            ));
+        }
+        if self.rounds > self.exp.squarings || (self.rounds > 0) != self.round_inverse.is_some() {
+            return Err(CkksError::Invalid(format!(
+                "softmax: {} rounds need an inverse for them and at least as many exp squarings \
+                 ({})",
+                self.rounds, self.exp.squarings
+            )));
+        }
+        if let Some(inv) = &self.round_inverse {
+            inv.validate()?;
+        }
+        if self.sum_scales.0 < 1 || self.sum_scales.1 < 1 {
+            return Err(CkksError::Invalid(format!(
+                "softmax: sum scales {:?} must be positive",
+                self.sum_scales
+            )));
+        }
         self.exp.validate()?;
         self.inverse.validate()
+    }
+
+    /// exp of (x - shift) / 2^rounds: `exp` without its last `rounds` squarings.
+    fn first_exp(&self) -> Exp {
+        Exp {
+            squarings: self.exp.squarings - self.rounds.min(self.exp.squarings),
+            ..self.exp.clone()
+        }
+    }
+
+    /// Keys of each input that are real (the rest is padding).
+    fn valid(&self, layout: &Layout) -> usize {
+        let tin = layout.tokens_per_input();
+        self.valid_keys.map_or(tin, |n| n.min(tin))
     }
 
     /// A bound on |score| that the promised shift implies (what a bootstrap of the scores
@@ -174,6 +297,17 @@ pub fn mask_with(
     group: usize,
     diagonal: bool,
 ) -> Result<Vec<Vec<f64>>, CkksError> {
+    mask_valid(layout, causal, group, diagonal, layout.tokens_per_input())
+}
+
+/// `mask_with`, also masking keys at positions >= `valid` within each input (padding).
+pub fn mask_valid(
+    layout: &Layout,
+    causal: bool,
+    group: usize,
+    diagonal: bool,
+    valid: usize,
+) -> Result<Vec<Vec<f64>>, CkksError> {
     layout.validate()?;
     if group == 0 {
         return Err(CkksError::Invalid("a mask over groups of 0 columns".into()));
@@ -183,7 +317,7 @@ pub fn mask_with(
     let visible = |col: usize, tok: usize| {
         let (r, q) = (col % group, tok % tin);
         let key = if diagonal { (q + r) % tin } else { r };
-        !causal || key <= q
+        key < valid && (!causal || key <= q)
     };
     Ok((0..layout.cts())
         .map(|ci| {
@@ -262,20 +396,22 @@ fn softmax_impl<C: Circuit>(
 ) -> Result<Vec<C::Ct>, CkksError> {
     let r = o.exp.range;
     let group = o.group(layout)?;
-    let masks = mask_with(layout, o.causal, group, o.diagonal)?;
+    let masks = mask_valid(layout, o.causal, group, o.diagonal, o.valid(layout))?;
     let weights = mean_weights(layout, &masks, group, r)?;
     let mean = matches!(o.shift, Shift::RowMean { .. });
     let masked = group < layout.features;
-    // The change of variable takes one level; grouped sums one more, and a causal mean one more
-    // (only visible keys are averaged).
-    let need = 1 + usize::from(mean && masked) + usize::from(mean && o.causal);
+    let partial = o.causal || o.valid_keys.is_some();
+    let first_exp = o.first_exp();
+    // The change of variable takes one level; grouped sums one more, and a causal or padded mean
+    // one more (only visible keys are averaged).
+    let need = 1 + usize::from(mean && masked) + usize::from(mean && partial);
     let x = x
         .iter()
         .map(|ct| c.refresh(ct, need, o.score_bound()))
         .collect::<Result<Vec<_>, _>>()?;
     let x = &x[..];
     let sums = if mean {
-        let visible = if o.causal {
+        let visible = if o.causal || o.valid_keys.is_some() {
             x.iter()
                 .zip(&masks)
                 .map(|(ct, m)| {
@@ -311,18 +447,46 @@ fn softmax_impl<C: Circuit>(
         }
         let u = c.with_scale(&c.rescale(&a)?, target);
         let u = c.add_const(&u, -1.0)?;
-        es.push(o.exp.evaluate_unit(c, &u)?);
+        es.push(first_exp.evaluate_unit(c, &u)?);
     }
+    let pads = padding_rows(layout, &masks, group)?;
+    let (k0, k1) = o.sum_scales;
+    let mut p = normalize(c, layout, &es, group, &pads, &o.inverse, k0)?;
+    if let Some(inv) = &o.round_inverse {
+        for _ in 0..o.rounds {
+            let q = p
+                .iter()
+                .map(|v| {
+                    let v = c.refresh(v, 1, 1.0)?;
+                    mul(c, &v, &v)
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            p = normalize(c, layout, &q, group, &pads, inv, k1)?;
+        }
+    }
+    Ok(p)
+}
+
+/// es / (their row sum within each group): the sums times `k` in `inverse`'s interval (rows
+/// without a visible key, `pads`, get 1 added so that theirs is too), the result times `k`.
+fn normalize<C: Circuit>(
+    c: &C,
+    layout: &Layout,
+    es: &[C::Ct],
+    group: usize,
+    pads: &[Option<Vec<f64>>],
+    inverse: &Inverse,
+    k: i64,
+) -> Result<Vec<C::Ct>, CkksError> {
     let masked = group < layout.features;
     // The sums go into the inverse without a bootstrap of their own: a bootstrap's error scales
     // with its bound (the key count), far above typical sums (e^-above .. a few).
-    let need = usize::from(masked) + super::chain::poly_depth(c, &o.inverse.guess)? + 1;
+    let need = usize::from(masked) + super::chain::poly_depth(c, &inverse.guess)? + 1;
     let es = es
         .iter()
         .map(|e| c.refresh(e, need, 1.0))
         .collect::<Result<Vec<_>, _>>()?;
     let totals = group_sums(c, layout, &es, group)?;
-    let pads = padding_rows(layout, &masks, group)?;
     let invs = totals
         .iter()
         .enumerate()
@@ -334,18 +498,25 @@ fn softmax_impl<C: Circuit>(
                 }
                 _ => s.clone(),
             };
-            o.inverse.evaluate(c, &s)
+            let s = if k == 1 { s } else { c.mul_int(&s, k)? };
+            inverse.evaluate(c, &s)
         })
         .collect::<Result<Vec<_>, _>>()?;
-    let inv_bound = 1.5 / o.inverse.a;
+    let inv_bound = 1.5 / inverse.a;
     es.iter()
         .enumerate()
         .map(|(i, e)| {
             // One level each, no spare: the probabilities (<= 1) bootstrap from level 0. The
-            // inverse has its level by construction, so its wide bound is never used.
+            // inverse has its level by construction, so its wide bound is never used (scaled
+            // sums, k > 1: it is at most 1/2 and bootstraps from level 0 too).
             let e = c.refresh(e, 0, 1.0)?;
             let inv = c.refresh(&invs[i.min(invs.len() - 1)], 0, inv_bound)?;
-            mul(c, &e, &inv)
+            let p = mul(c, &e, &inv)?;
+            if k == 1 {
+                Ok(p)
+            } else {
+                c.mul_int(&p, k)
+            }
         })
         .collect()
 }
@@ -390,9 +561,10 @@ pub fn softmax_twin(
     o.validate()?;
     let r = o.exp.range;
     let group = o.group(layout)?;
-    let masks = mask_with(layout, o.causal, group, o.diagonal)?;
+    let first_exp = o.first_exp();
+    let masks = mask_valid(layout, o.causal, group, o.diagonal, o.valid(layout))?;
     let weights = mean_weights(layout, &masks, group, r)?;
-    let visible: Vec<Vec<f64>> = if o.causal {
+    let visible: Vec<Vec<f64>> = if o.causal || o.valid_keys.is_some() {
         x.iter()
             .zip(&masks)
             .map(|(v, m)| v.iter().zip(m).map(|(a, b)| a * b).collect())
@@ -418,12 +590,36 @@ pub fn softmax_twin(
                 )));
             }
             let u = mv * (2.0 / r) * (xv + offset(o)) + mean_term - 1.0;
-            e.push(o.exp.twin_unit(u));
+            e.push(first_exp.twin_unit(u));
         }
         es.push(e);
     }
-    let mut totals = group_sums_twin(layout, &es, group)?;
-    for (t, pad) in totals.iter_mut().zip(padding_rows(layout, &masks, group)?) {
+    let pads = padding_rows(layout, &masks, group)?;
+    let (k0, k1) = o.sum_scales;
+    let mut p = normalize_twin(layout, &es, group, &pads, &o.inverse, k0)?;
+    if let Some(inv) = &o.round_inverse {
+        for _ in 0..o.rounds {
+            let q: Vec<Vec<f64>> = p
+                .iter()
+                .map(|v| v.iter().map(|a| a * a).collect())
+                .collect();
+            p = normalize_twin(layout, &q, group, &pads, inv, k1)?;
+        }
+    }
+    Ok(p)
+}
+
+/// The twin of `normalize`: `OutOfRange` where a row sum leaves the inverse's interval.
+fn normalize_twin(
+    layout: &Layout,
+    es: &[Vec<f64>],
+    group: usize,
+    pads: &[Option<Vec<f64>>],
+    inverse: &Inverse,
+    k: i64,
+) -> Result<Vec<Vec<f64>>, CkksError> {
+    let mut totals = group_sums_twin(layout, es, group)?;
+    for (t, pad) in totals.iter_mut().zip(pads) {
         if let Some(pad) = pad {
             t.iter_mut().zip(pad).for_each(|(a, b)| *a += b);
         }
@@ -434,7 +630,7 @@ pub fn softmax_twin(
         let row = e
             .iter()
             .zip(total)
-            .map(|(v, &s)| Ok(v * o.inverse.twin(s)?))
+            .map(|(v, &s)| Ok(v * inverse.twin(s * k as f64)? * k as f64))
             .collect::<Result<Vec<f64>, CkksError>>()?;
         out.push(row);
     }

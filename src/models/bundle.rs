@@ -1,0 +1,193 @@
+//! The files between client and server (issue 13's `keygen`, `encrypt`, `infer`, `decrypt`): a
+//! JSON header that says what the file is for (kind, model fingerprint, parameter preset, tokens,
+//! real length) and the D9-framed objects it carries (each with its own parameter hash and
+//! checksum), the whole under one SHA-256.
+//!
+//! ```text
+//! "UMBRBNDL" | version u16 | header length u32 | header JSON | count u32
+//!            | (length u64 | object bytes) x count | SHA-256 of everything before [32]
+//! ```
+//!
+//! Kinds: `secret-key` (the client's `secret.key`: one framed secret seed; written with file mode
+//! 0600, the only place a secret key is ever written), `eval-keys` (the server's bundle:
+//! relinearization, rotation and bootstrapping keys), `input` (the encrypted embeddings),
+//! `output` (the encrypted pooled vector). Reading checks magic, version, every length, the
+//! checksum, the kind, and (`Header::expect`) the model, preset and tokens of the other files.
+
+use super::calibration::Fingerprint;
+use super::ModelError;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use std::path::Path;
+
+const MAGIC: &[u8; 8] = b"UMBRBNDL";
+/// The version this build reads and writes.
+pub const VERSION: u16 = 1;
+
+/// What a bundle holds and for which model and parameters.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Header {
+    /// `secret-key`, `eval-keys`, `input` or `output`.
+    pub kind: String,
+    /// The model it was made for.
+    pub model: Fingerprint,
+    /// The bootstrapping parameter preset.
+    pub preset: String,
+    /// Tokens per input (T, padded).
+    pub tokens: usize,
+    /// Real tokens of the input (input and output files); public to the server (D14).
+    pub length: Option<usize>,
+}
+
+impl Header {
+    /// Errors (naming `path`) when `self` is not of `kind` or was made for another model, preset
+    /// or token count than `other` (a header of the same session).
+    pub fn expect(&self, kind: &str, other: &Header, path: &Path) -> Result<(), ModelError> {
+        let err = |reason: String| ModelError::Input(format!("{}: {reason}", path.display()));
+        if self.kind != kind {
+            return Err(err(format!("is a {} file, expected {kind}", self.kind)));
+        }
+        if self.model != other.model {
+            return Err(err(format!(
+                "was made for another model (config sha256 {}..., {} layers, hidden {}), not \
+                 this one (sha256 {}..., {} layers, hidden {})",
+                &self.model.config_sha256[..12.min(self.model.config_sha256.len())],
+                self.model.layers,
+                self.model.hidden,
+                &other.model.config_sha256[..12.min(other.model.config_sha256.len())],
+                other.model.layers,
+                other.model.hidden
+            )));
+        }
+        if self.preset != other.preset || self.tokens != other.tokens {
+            return Err(err(format!(
+                "was made for {} at {} tokens, the other files for {} at {} tokens",
+                self.preset, self.tokens, other.preset, other.tokens
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// A header and its objects.
+#[derive(Clone, Debug)]
+pub struct Bundle {
+    pub header: Header,
+    pub objects: Vec<Vec<u8>>,
+}
+
+fn malformed(path: &Path, reason: impl std::fmt::Display) -> ModelError {
+    ModelError::Input(format!(
+        "{}: not a valid Umbra file: {reason}",
+        path.display()
+    ))
+}
+
+impl Bundle {
+    /// The bytes of the file.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let header = serde_json::to_vec(&self.header).expect("a header serializes");
+        let mut out = Vec::with_capacity(
+            64 + header.len() + self.objects.iter().map(|o| o.len() + 8).sum::<usize>(),
+        );
+        out.extend_from_slice(MAGIC);
+        out.extend_from_slice(&VERSION.to_le_bytes());
+        out.extend_from_slice(&(header.len() as u32).to_le_bytes());
+        out.extend_from_slice(&header);
+        out.extend_from_slice(&(self.objects.len() as u32).to_le_bytes());
+        for o in &self.objects {
+            out.extend_from_slice(&(o.len() as u64).to_le_bytes());
+            out.extend_from_slice(o);
+        }
+        let sum: [u8; 32] = Sha256::digest(&out).into();
+        out.extend_from_slice(&sum);
+        out
+    }
+
+    /// Parses `bytes` (read from `path`, for messages): every length, the checksum and the
+    /// header's JSON checked.
+    pub fn from_bytes(bytes: &[u8], path: &Path) -> Result<Self, ModelError> {
+        if bytes.len() < MAGIC.len() + 2 + 4 + 4 + 32 {
+            return Err(malformed(
+                path,
+                format!("truncated ({} bytes)", bytes.len()),
+            ));
+        }
+        if &bytes[..8] != MAGIC {
+            return Err(malformed(path, "bad magic"));
+        }
+        let (body, sum) = bytes.split_at(bytes.len() - 32);
+        let want: [u8; 32] = Sha256::digest(body).into();
+        let mut at = 8;
+        let take = |at: &mut usize, n: usize, what: &str| -> Result<&[u8], ModelError> {
+            let end = at
+                .checked_add(n)
+                .filter(|&e| e <= body.len())
+                .ok_or_else(|| malformed(path, format!("truncated in {what}")))?;
+            let s = &body[*at..end];
+            *at = end;
+            Ok(s)
+        };
+        let version = u16::from_le_bytes(take(&mut at, 2, "the version")?.try_into().unwrap());
+        if version != VERSION {
+            return Err(malformed(
+                path,
+                format!("version {version} (this build reads {VERSION})"),
+            ));
+        }
+        let hl = u32::from_le_bytes(take(&mut at, 4, "the header length")?.try_into().unwrap());
+        let header_bytes = take(&mut at, hl as usize, "the header")?;
+        let count = u32::from_le_bytes(take(&mut at, 4, "the object count")?.try_into().unwrap());
+        let mut objects = Vec::new();
+        for i in 0..count {
+            let what = format!("object {i}");
+            let n = u64::from_le_bytes(take(&mut at, 8, &what)?.try_into().unwrap());
+            let n = usize::try_from(n).map_err(|_| malformed(path, "an object too large"))?;
+            objects.push(take(&mut at, n, &what)?.to_vec());
+        }
+        if at != body.len() {
+            return Err(malformed(
+                path,
+                format!("{} trailing bytes", body.len() - at),
+            ));
+        }
+        if sum != want {
+            return Err(malformed(path, "checksum mismatch: the file is corrupt"));
+        }
+        let header: Header = serde_json::from_slice(header_bytes)
+            .map_err(|e| malformed(path, format!("header: {e}")))?;
+        Ok(Bundle { header, objects })
+    }
+
+    /// Reads and parses `path`.
+    pub fn read(path: &Path) -> Result<Self, ModelError> {
+        let bytes = std::fs::read(path).map_err(|e| ModelError::io(path, e))?;
+        Self::from_bytes(&bytes, path)
+    }
+
+    /// Writes `path` (mode 0600 when `secret`: the file is created with it, never wider).
+    pub fn write(&self, path: &Path, secret: bool) -> Result<(), ModelError> {
+        use std::io::Write;
+        let mut o = std::fs::OpenOptions::new();
+        o.write(true).create(true).truncate(true);
+        #[cfg(unix)]
+        if secret {
+            use std::os::unix::fs::OpenOptionsExt;
+            o.mode(0o600);
+        }
+        let mut f = o.open(path).map_err(|e| ModelError::io(path, e))?;
+        #[cfg(unix)]
+        if secret {
+            use std::os::unix::fs::PermissionsExt;
+            f.set_permissions(std::fs::Permissions::from_mode(0o600))
+                .map_err(|e| ModelError::io(path, e))?;
+        }
+        let mut bytes = self.to_bytes();
+        let r = f.write_all(&bytes).and_then(|_| f.sync_all());
+        if secret {
+            use zeroize::Zeroize;
+            bytes.zeroize();
+        }
+        r.map_err(|e| ModelError::io(path, e))
+    }
+}
