@@ -121,9 +121,10 @@ enum Cmd {
     Estimate {
         #[command(flatten)]
         shape: LayerShape,
-        /// Identical layers (BERT-base: 12).
-        #[arg(long, default_value_t = 1, value_parser = at_least_one)]
-        layers: usize,
+        /// Identical layers (BERT-base: 12; default 1); with --model, its first L layers
+        /// (default: all).
+        #[arg(long, value_parser = at_least_one)]
+        layers: Option<usize>,
         /// A Hugging Face BERT directory: estimate the whole model (--kind not needed).
         #[arg(long)]
         model: Option<PathBuf>,
@@ -152,6 +153,9 @@ enum Cmd {
         /// The exact f64 model only (no encryption).
         #[arg(long)]
         plaintext: bool,
+        /// Only the first L encoder layers (against the plaintext model cut the same way).
+        #[arg(long, value_parser = at_least_one)]
+        layers: Option<usize>,
         /// One JSON object.
         #[arg(long)]
         json: bool,
@@ -487,9 +491,9 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
         Cmd::Estimate {
             shape,
             model: Some(dir),
-            ..
-        } => model_cmd::estimate(&dir, &shape)?,
-        Cmd::Estimate { shape, layers, .. } => estimate(shape, layers)?,
+            layers,
+        } => model_cmd::estimate(&dir, &shape, layers)?,
+        Cmd::Estimate { shape, layers, .. } => estimate(shape, layers.unwrap_or(1))?,
         Cmd::Run {
             model,
             text,
@@ -498,10 +502,13 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
             backend,
             threads,
             plaintext,
+            layers,
             json,
         } => {
             set_threads(threads)?;
-            model_cmd::run(model, &text, tokens, &preset, backend, plaintext, json)?
+            model_cmd::run(
+                model, &text, tokens, layers, &preset, backend, plaintext, json,
+            )?
         }
         Cmd::Eval {
             model,
@@ -523,7 +530,7 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
                 limit,
                 &preset,
                 backend.as_deref(),
-                json,
+                false,
             )?;
             model_cmd::print(&r, json)?
         }
@@ -564,7 +571,7 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
                 &input,
                 &out,
                 backend.as_deref(),
-                json,
+                false,
             )?;
             model_cmd::print(&r, json)?
         }
@@ -665,10 +672,12 @@ mod model_cmd {
     }
 
     /// `umbra run`: the default model is fetched when absent (models/fetch.sh).
+    #[allow(clippy::too_many_arguments)]
     pub fn run(
         dir: Option<PathBuf>,
         text: &str,
         tokens: Option<usize>,
+        layers: Option<usize>,
         preset: &str,
         backend: Option<String>,
         plaintext: bool,
@@ -684,19 +693,17 @@ mod model_cmd {
                 d
             }
         };
-        let mut say = |line: String| {
-            if !json {
-                eprintln!("{line}");
-            }
-        };
-        let r = model::run(
+        // The estimate and the progress bar go to stderr, even with --json.
+        let mut say = |line: String| eprintln!("{line}");
+        let r = model::run_layers(
             &dir,
             text,
             tokens,
+            layers,
             preset,
             backend.as_deref(),
             plaintext,
-            json,
+            false,
             &mut say,
         )?;
         print(&r, json)
@@ -724,9 +731,9 @@ mod model_cmd {
     }
 
     /// `umbra estimate --model DIR`.
-    pub fn estimate(dir: &Path, s: &LayerShape) -> Result<(), String> {
+    pub fn estimate(dir: &Path, s: &LayerShape, layers: Option<usize>) -> Result<(), String> {
         set_threads(s.threads)?;
-        let r = model::estimate(dir, s.tokens, &s.preset, s.backend.as_deref())?;
+        let r = model::estimate(dir, s.tokens, layers, &s.preset, s.backend.as_deref())?;
         print(&r, s.json)
     }
 }

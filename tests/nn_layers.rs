@@ -421,6 +421,71 @@ fn softmax_row_mean_shift() {
 }
 
 #[test]
+fn softmax_wide_scores_normalized_squarings_and_padding_keys() {
+    // Scores spanning 32 with rows whose max - mean reaches ~12 (MiniLM's layer 0 reaches 42):
+    // after a row-mean shift their sums span e^-15 .. 12; one normalized squaring (HETAL)
+    // brings the first sums to [e^-7.5, 12], the interval of the default inverse. (Two rounds
+    // take more levels than this 40-level fixture has without bootstrapping; the encrypted
+    // MiniLM test runs three in layer 0.) Keys 9, 10, 11 are padding (masked by the real
+    // length).
+    let l = layout(8, 12, 64);
+    let mut x = matrix(8, 12, -2.0, 2.0, 5);
+    for (t, row) in x.iter_mut().enumerate() {
+        row[t % 9] = 12.0 - t as f64;
+        row[(t + 4) % 9] = -18.0;
+        // Padding keys hold anything (here far outside the range).
+        row[10] = 500.0;
+    }
+    let mut o = SoftmaxOptions::attention_calibrated(12, 1, 15.0, 36.0, 1, false).unwrap();
+    o.diagonal = false;
+    o.valid_keys = Some(9);
+    let ev = evaluator();
+    let p = &fixture().ctx.params;
+    let packed = l.pack(&x).unwrap();
+    let level = p.max_level();
+    let cts: Vec<Ciphertext> = packed.iter().map(|v| encrypt(v, level)).collect();
+    let out = softmax::softmax(&ev, &l, &cts, &o).unwrap();
+    let got = l
+        .unpack(&out.iter().map(decrypt).collect::<Vec<_>>())
+        .unwrap();
+    let twin = l
+        .unpack(&softmax::softmax_twin(&l, &packed, &o).unwrap())
+        .unwrap();
+    let real: Vec<Vec<f64>> = x.iter().map(|r| r[..9].to_vec()).collect();
+    let exact: Vec<Vec<f64>> = softmax::softmax_exact(&layout(8, 9, 64), &real, false)
+        .into_iter()
+        .map(|mut r| {
+            r.extend([0.0; 3]);
+            r
+        })
+        .collect();
+    eprintln!(
+        "softmax, 1 normalized squaring: {} levels",
+        level - out[0].level
+    );
+    report(
+        "softmax (wide, 1 round, padding keys)",
+        &flat(&got),
+        &flat(&twin),
+        &flat(&exact),
+        12.0,
+        16.0,
+    );
+    for (t, row) in got.iter().enumerate() {
+        assert!((row.iter().sum::<f64>() - 1.0).abs() < 1e-3, "row {t}");
+        assert!(row[9..].iter().all(|v| v.abs() < 1e-4), "row {t}: {row:?}");
+    }
+    // Without the rounds the first sums would leave the inverse's interval: the twin says so.
+    let mut narrow = o.clone();
+    narrow.rounds = 0;
+    narrow.round_inverse = None;
+    assert!(matches!(
+        softmax::softmax_twin(&l, &packed, &narrow),
+        Err(CkksError::OutOfRange(_))
+    ));
+}
+
+#[test]
 fn softmax_causal_constant_bound() {
     // GPT-2: T = K = 8, causal mask, a public bound 3 >= every score, row max >= 3 - 5.
     let l = layout(8, 8, 32);

@@ -46,6 +46,23 @@ pub struct Loaded {
     pub fingerprint: Fingerprint,
 }
 
+/// `load`, keeping only the first `layers` encoder layers (model and ranges) when given: for
+/// measuring part of a model against its estimate. Errors: as `load`, 0 or more layers than the
+/// model has.
+pub fn load_layers(dir: &Path, layers: Option<usize>) -> Result<Loaded, String> {
+    let mut m = load(dir)?;
+    if let Some(l) = layers {
+        let have = m.embedder.model.config.layers;
+        if l == 0 || l > have {
+            return Err(format!("--layers {l}: the model has {have} layers"));
+        }
+        m.embedder.model.encoder.layers.truncate(l);
+        m.embedder.model.config.layers = l;
+        m.ranges.observed.layers.truncate(l);
+    }
+    Ok(m)
+}
+
 /// Loads `dir` and its ranges file; calibrates on the built-in sample (and writes the file) when
 /// there is none, saying so on stderr. Errors: the model's, a ranges file of another model.
 pub fn load(dir: &Path) -> Result<Loaded, String> {
@@ -350,7 +367,34 @@ pub fn run(
     quiet: bool,
     say: &mut dyn FnMut(String),
 ) -> Result<RunReport, String> {
-    let m = load(dir)?;
+    run_layers(
+        dir,
+        text,
+        tokens,
+        None,
+        preset_name,
+        backend,
+        plaintext_only,
+        quiet,
+        say,
+    )
+}
+
+/// `run` on the first `layers` encoder layers only (all when None), against the plaintext model
+/// cut the same way.
+#[allow(clippy::too_many_arguments)]
+pub fn run_layers(
+    dir: &Path,
+    text: &str,
+    tokens: Option<usize>,
+    layers: Option<usize>,
+    preset_name: &str,
+    backend: Option<&str>,
+    plaintext_only: bool,
+    quiet: bool,
+    say: &mut dyn FnMut(String),
+) -> Result<RunReport, String> {
+    let m = load_layers(dir, layers)?;
     let c = m.embedder.model.config.clone();
     let (pr, params) = preset(preset_name)?;
     let t = choose_tokens(&m, text, tokens, max_tokens(&m, params.max_slots()))?;
@@ -910,15 +954,16 @@ pub struct ModelEstimate {
     pub ops: std::collections::BTreeMap<&'static str, usize>,
 }
 
-/// `umbra estimate --model`: the whole encrypted model at `tokens` tokens (all of them real),
-/// planned on the simulator and priced on the backend.
+/// `umbra estimate --model`: the encrypted model (its first `layers` layers when given) at
+/// `tokens` tokens (all of them real), planned on the simulator and priced on the backend.
 pub fn estimate(
     dir: &Path,
     tokens: usize,
+    layers: Option<usize>,
     preset_name: &str,
     backend: Option<&str>,
 ) -> Result<ModelEstimate, String> {
-    let m = load(dir)?;
+    let m = load_layers(dir, layers)?;
     let (pr, params) = preset(preset_name)?;
     let t = choose_tokens(&m, "", Some(tokens), max_tokens(&m, params.max_slots()))?;
     let mut enc = encoder(&m, t, &params)?;

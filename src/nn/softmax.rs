@@ -257,10 +257,9 @@ impl SoftmaxOptions {
         }
     }
 
-    /// Keys of each input that are real (the rest is padding).
-    fn valid(&self, layout: &Layout) -> usize {
-        let tin = layout.tokens_per_input();
-        self.valid_keys.map_or(tin, |n| n.min(tin))
+    /// Key positions below this are real, the rest padding (all real when `valid_keys` is None).
+    fn valid(&self) -> usize {
+        self.valid_keys.unwrap_or(usize::MAX)
     }
 
     /// A bound on |score| that the promised shift implies (what a bootstrap of the scores
@@ -396,7 +395,7 @@ fn softmax_impl<C: Circuit>(
 ) -> Result<Vec<C::Ct>, CkksError> {
     let r = o.exp.range;
     let group = o.group(layout)?;
-    let masks = mask_valid(layout, o.causal, group, o.diagonal, o.valid(layout))?;
+    let masks = mask_valid(layout, o.causal, group, o.diagonal, o.valid())?;
     let weights = mean_weights(layout, &masks, group, r)?;
     let mean = matches!(o.shift, Shift::RowMean { .. });
     let masked = group < layout.features;
@@ -562,7 +561,7 @@ pub fn softmax_twin(
     let r = o.exp.range;
     let group = o.group(layout)?;
     let first_exp = o.first_exp();
-    let masks = mask_valid(layout, o.causal, group, o.diagonal, o.valid(layout))?;
+    let masks = mask_valid(layout, o.causal, group, o.diagonal, o.valid())?;
     let weights = mean_weights(layout, &masks, group, r)?;
     let visible: Vec<Vec<f64>> = if o.causal || o.valid_keys.is_some() {
         x.iter()
