@@ -228,6 +228,22 @@ fn encrypted_minilm_end_to_end_and_the_client_server_files() {
     )
     .unwrap_err();
     assert!(m.contains("8 tokens") && m.contains("16 tokens"), "{m}");
+    // Evaluation keys of another keygen (same model, preset and tokens).
+    let keys_b = w.join("keys_b");
+    model::keygen(&dir, 16, PRESET, &keys_b).unwrap();
+    let m = model::infer(
+        &dir,
+        &model::eval_keys_path(&keys_b),
+        &input,
+        &bad,
+        None,
+        true,
+    )
+    .unwrap_err();
+    assert!(m.contains("another keygen"), "{m}");
+    // A secret key is never overwritten.
+    let m = model::keygen(&dir, 16, PRESET, &keys_b).unwrap_err();
+    assert!(m.contains("never overwritten"), "{m}");
     // A file made for another model (its config.json hashes differently).
     let mut b = Bundle::read(&out).unwrap();
     b.header.model.config_sha256 = "0".repeat(64);

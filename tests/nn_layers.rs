@@ -433,8 +433,9 @@ fn softmax_wide_scores_normalized_squarings_and_padding_keys() {
     for (t, row) in x.iter_mut().enumerate() {
         row[t % 9] = 12.0 - t as f64;
         row[(t + 4) % 9] = -18.0;
-        // Padding keys hold anything (here far outside the range).
-        row[10] = 500.0;
+        // Padding keys may hold any score within the bootstrap bound (here far above exp's
+        // interval: 60 - shift > 0).
+        row[10] = 60.0;
     }
     let mut o = SoftmaxOptions::attention_calibrated(12, 1, 15.0, 36.0, 1, false).unwrap();
     o.diagonal = false;
@@ -527,9 +528,18 @@ fn layernorm_encrypted_matches_twin_and_exact() {
     }
     let gamma = uniform(12, 0.5, 1.5, 6);
     let beta = uniform(12, -0.5, 0.5, 7);
-    let o = LayerNormOptions::new(1e-5).unwrap();
+    let mut o = LayerNormOptions::new(1e-5).unwrap();
+    // Inputs reach |x| ~ 105: the bound a bootstrap of them would assume must cover that (the
+    // twin checks it).
+    o.bound = 128.0;
     let packed = l.pack(&x).unwrap();
     let twin_slots = layernorm::layernorm_twin(&l, &packed, &gamma, &beta, &o).unwrap();
+    let mut tight = o.clone();
+    tight.bound = 64.0;
+    assert!(matches!(
+        layernorm::layernorm_twin(&l, &packed, &gamma, &beta, &tight),
+        Err(CkksError::OutOfRange(_))
+    ));
     let level = layernorm::depth(p, &l, &o).unwrap() + 1;
     let cts: Vec<Ciphertext> = packed.iter().map(|v| encrypt(v, level)).collect();
     let out = layernorm::layernorm(&ev, &l, &cts, &gamma, &beta, &o).unwrap();

@@ -69,11 +69,15 @@ pub fn load(dir: &Path) -> Result<Loaded, String> {
     let embedder = Embedder::load(dir).map_err(s)?;
     let fingerprint = Fingerprint::of_dir(dir).map_err(s)?;
     if Ranges::is_stale(dir) {
+        let p = Ranges::path_in(dir);
+        let old = p.with_extension("json.old");
         eprintln!(
-            "umbra: {} is of an older format: recalibrating",
-            Ranges::path_in(dir).display()
+            "umbra: {} is of an older format: kept as {}, recalibrating (`umbra calibrate \
+             --sentences FILE` to calibrate on your own text again)",
+            p.display(),
+            old.display()
         );
-        std::fs::remove_file(Ranges::path_in(dir)).map_err(s)?;
+        std::fs::rename(&p, &old).map_err(s)?;
     }
     let ranges = match Ranges::for_model(dir, &fingerprint).map_err(s)? {
         Some(r) => r,
@@ -302,6 +306,25 @@ fn progress_bar(layers: usize, what: &str) -> indicatif::ProgressBar {
     pb
 }
 
+/// The server: an evaluator on the evaluation keys and the prepared bootstrapping circuit.
+struct Server {
+    ctx: Arc<Context>,
+    eval: Evaluator,
+    boot: Bootstrapper<crate::ckks::Plaintext>,
+}
+
+impl Server {
+    fn new(ctx: &Arc<Context>, keys: EvaluationKeys, pr: &BootstrapPreset) -> Result<Self, String> {
+        let eval = Evaluator::new(ctx, Arc::new(keys)).map_err(s)?;
+        let boot = Bootstrapper::new(&eval, &pr.boot).map_err(s)?;
+        Ok(Server {
+            ctx: ctx.clone(),
+            eval,
+            boot,
+        })
+    }
+}
+
 /// The server's work on the input ciphertexts (a progress bar per layer on stderr).
 fn serve(
     ctx: &Arc<Context>,
@@ -311,9 +334,18 @@ fn serve(
     input: &[Ciphertext],
     quiet: bool,
 ) -> Result<(Vec<Ciphertext>, usize, f64), String> {
-    let eval = Evaluator::new(ctx, Arc::new(keys)).map_err(s)?;
-    let boot = Bootstrapper::new(&eval, &pr.boot).map_err(s)?;
-    let r = Refreshing::new(&eval, &boot);
+    serve_on(&Server::new(ctx, keys, pr)?, enc, input, quiet)
+}
+
+/// `serve` on a prepared server: outputs, bootstraps, wall time (ms).
+fn serve_on(
+    server: &Server,
+    enc: &EncryptedEncoder,
+    input: &[Ciphertext],
+    quiet: bool,
+) -> Result<(Vec<Ciphertext>, usize, f64), String> {
+    let ctx = &server.ctx;
+    let r = Refreshing::new(&server.eval, &server.boot);
     let pb = if quiet {
         indicatif::ProgressBar::hidden()
     } else {
@@ -487,9 +519,9 @@ pub struct EvalReport {
     /// Fraction of sentences whose nearest other sentence (by cosine) is the one the plaintext
     /// model picks.
     pub nearest_neighbor_agreement: f64,
-    /// Sentences whose activations left a calibrated interval (twin: reported by the twin;
-    /// encrypted: by the plaintext check against the ranges file). They count in `n` with the
-    /// cosine of what the run returned (0 when the twin stopped).
+    /// Sentences whose activations left an approximation's interval (reported by the twin, in
+    /// both modes). They count in `n` with the cosine of what the run returned (0 when the twin
+    /// stopped).
     pub out_of_range: usize,
     /// The first out-of-range messages (at most 10).
     pub out_of_range_examples: Vec<String>,
@@ -497,10 +529,20 @@ pub struct EvalReport {
     pub ms: f64,
 }
 
+/// The other vector closest to v[i] by cosine (a non-finite cosine, from a zero vector, ranks
+/// last).
 fn nearest(v: &[Vec<f64>], i: usize) -> Option<usize> {
+    let cos = |a: usize| {
+        let c = cosine(&v[i], &v[a]);
+        if c.is_finite() {
+            c
+        } else {
+            f64::NEG_INFINITY
+        }
+    };
     (0..v.len())
         .filter(|&j| j != i)
-        .max_by(|&a, &b| cosine(&v[i], &v[a]).total_cmp(&cosine(&v[i], &v[b])))
+        .max_by(|&a, &b| cos(a).total_cmp(&cos(b)))
 }
 
 /// `umbra eval`: the encrypted model's twin (`mode` "twin") or the encrypted model itself
@@ -555,7 +597,8 @@ pub fn eval(
         let mut kg = KeyGenerator::new(&ctx);
         let (sk, _seed) = kg.gen_secret_key_seeded();
         let keys = eval_keys(&mut kg, &sk, &params, &pr, &enc)?;
-        Some((ctx, sk, keys))
+        let server = Server::new(&ctx, keys, &pr)?;
+        Some((ctx, sk, server))
     } else {
         None
     };
@@ -589,22 +632,18 @@ pub fn eval(
         }
     }
     for (i, p) in plains.iter().enumerate() {
-        let Some((ctx, sk, keys)) = &session else {
+        let Some((ctx, sk, server)) = &session else {
             break;
         };
         let (rows, n) = enc.client_rows(&m.embedder.model, &p.encoding).map_err(s)?;
         enc.set_length(n).map_err(s)?;
-        let y = {
-            {
-                if let Err(ModelError::Layer(CkksError::OutOfRange(msg))) = enc.twin(&rows) {
-                    out_of_range.push(format!("sentence {}: {msg}", i + 1));
-                }
-                let input = encrypt_rows(ctx, &enc, &rows, sk)?;
-                let (out, _, _) = serve(ctx, keys.clone(), &pr, &enc, &input, true)?;
-                decrypt_pooled(ctx, &enc, &out, sk)?
-            }
-        };
-        got.push(y);
+        // The twin says whether this input left the calibrated ranges.
+        if let Err(ModelError::Layer(CkksError::OutOfRange(msg))) = enc.twin(&rows) {
+            out_of_range.push(format!("sentence {}: {msg}", i + 1));
+        }
+        let input = encrypt_rows(ctx, &enc, &rows, sk)?;
+        let (out, _, _) = serve_on(server, &enc, &input, true)?;
+        got.push(decrypt_pooled(ctx, &enc, &out, sk)?);
         pb.inc(1);
     }
     pb.finish_and_clear();
@@ -642,13 +681,21 @@ pub fn eval(
     })
 }
 
-fn header(m: &Loaded, kind: &str, preset: &str, tokens: usize, length: Option<usize>) -> Header {
+fn header(
+    m: &Loaded,
+    kind: &str,
+    preset: &str,
+    tokens: usize,
+    length: Option<usize>,
+    key_id: &str,
+) -> Header {
     Header {
         kind: kind.into(),
         model: m.fingerprint.clone(),
         preset: preset.into(),
         tokens,
         length,
+        key_id: key_id.into(),
     }
 }
 
@@ -690,9 +737,15 @@ pub fn keygen(
     let (sk, seed) = kg.gen_secret_key_seeded();
     let keys = eval_keys(&mut kg, &sk, &params, &pr, &enc)?;
     let keygen_ms = t0.elapsed().as_secs_f64() * 1e3;
+    let key_id: String = {
+        use rand_core::RngCore;
+        let mut b = [0u8; 8];
+        rand_core::OsRng.fill_bytes(&mut b);
+        b.iter().map(|x| format!("{x:02x}")).collect()
+    };
     let sk_path = secret_key_path(out);
     let mut secret = Bundle {
-        header: header(&m, "secret-key", preset_name, t, None),
+        header: header(&m, "secret-key", preset_name, t, None, &key_id),
         objects: vec![secret_seed_to_bytes(&params, &seed)],
     };
     let written = secret.write(&sk_path, true);
@@ -703,7 +756,7 @@ pub fn keygen(
     written.map_err(s)?;
     let ek_path = eval_keys_path(out);
     let ek = Bundle {
-        header: header(&m, "eval-keys", preset_name, t, None),
+        header: header(&m, "eval-keys", preset_name, t, None, &key_id),
         objects: vec![keys.to_bytes(&ctx).map_err(s)?],
     };
     ek.write(&ek_path, false).map_err(s)?;
@@ -736,7 +789,7 @@ fn read_secret(
     let h = b.header.clone();
     h.expect(
         "secret-key",
-        &header(m, "secret-key", &h.preset, h.tokens, None),
+        &header(m, "secret-key", &h.preset, h.tokens, None, &h.key_id),
         &path,
     )
     .map_err(s)?;
@@ -746,12 +799,12 @@ fn read_secret(
         .objects
         .first()
         .ok_or_else(|| format!("{}: no key in the file", path.display()))?;
-    let seed =
-        secret_seed_from_bytes(&params, bytes).map_err(|e| format!("{}: {e}", path.display()))?;
+    let seed = secret_seed_from_bytes(&params, bytes);
     {
         use zeroize::Zeroize;
         b.objects.iter_mut().for_each(|o| o.zeroize());
     }
+    let seed = seed.map_err(|e| format!("{}: {e}", path.display()))?;
     let sk = KeyGenerator::new(&ctx).secret_key_from_seed(&seed);
     Ok((h, params, pr, sk, ctx))
 }
@@ -794,7 +847,7 @@ pub fn encrypt(
     enc.set_length(n).map_err(s)?;
     let cts = encrypt_rows(&ctx, &enc, &rows, &sk)?;
     let b = Bundle {
-        header: header(&m, "input", &h.preset, t, Some(n)),
+        header: header(&m, "input", &h.preset, t, Some(n), &h.key_id),
         objects: cts
             .iter()
             .map(|c| c.to_bytes(&ctx))
@@ -841,7 +894,7 @@ pub fn infer(
     let h = inb.header.clone();
     h.expect(
         "input",
-        &header(&m, "input", &h.preset, h.tokens, None),
+        &header(&m, "input", &h.preset, h.tokens, None, &h.key_id),
         input,
     )
     .map_err(s)?;
@@ -878,7 +931,7 @@ pub fn infer(
     }
     let (y, bootstraps, ms) = serve(&ctx, keys, &pr, &enc, &cts, quiet)?;
     let b = Bundle {
-        header: header(&m, "output", &h.preset, h.tokens, Some(n)),
+        header: header(&m, "output", &h.preset, h.tokens, Some(n), &h.key_id),
         objects: y
             .iter()
             .map(|c| c.to_bytes(&ctx))

@@ -37,6 +37,15 @@ pub struct Header {
     pub tokens: usize,
     /// Real tokens of the input (input and output files); public to the server (D14).
     pub length: Option<usize>,
+    /// Which key set (random, drawn by `keygen`): every file of one session carries it, so
+    /// evaluation keys, inputs and outputs of another key set are refused, not decrypted into
+    /// garbage.
+    pub key_id: String,
+}
+
+/// The first 12 characters of a header string (for messages; never splits a character).
+fn short(s: &str) -> String {
+    s.chars().take(12).collect()
 }
 
 impl Header {
@@ -51,10 +60,10 @@ impl Header {
             return Err(err(format!(
                 "was made for another model (config sha256 {}..., {} layers, hidden {}), not \
                  this one (sha256 {}..., {} layers, hidden {})",
-                &self.model.config_sha256[..12.min(self.model.config_sha256.len())],
+                short(&self.model.config_sha256),
                 self.model.layers,
                 self.model.hidden,
-                &other.model.config_sha256[..12.min(other.model.config_sha256.len())],
+                short(&other.model.config_sha256),
                 other.model.layers,
                 other.model.hidden
             )));
@@ -65,15 +74,32 @@ impl Header {
                 self.preset, self.tokens, other.preset, other.tokens
             )));
         }
+        if self.key_id != other.key_id {
+            return Err(err(format!(
+                "belongs to key set {}, the other files to key set {} (another keygen)",
+                short(&self.key_id),
+                short(&other.key_id)
+            )));
+        }
         Ok(())
     }
 }
 
-/// A header and its objects.
-#[derive(Clone, Debug)]
+/// A header and its objects (a secret key's bytes among them: `Debug` shows sizes only).
+#[derive(Clone)]
 pub struct Bundle {
     pub header: Header,
     pub objects: Vec<Vec<u8>>,
+}
+
+impl std::fmt::Debug for Bundle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let sizes: Vec<usize> = self.objects.iter().map(|o| o.len()).collect();
+        f.debug_struct("Bundle")
+            .field("header", &self.header)
+            .field("object_bytes", &sizes)
+            .finish()
+    }
 }
 
 fn malformed(path: &Path, reason: impl std::fmt::Display) -> ModelError {
@@ -118,6 +144,13 @@ impl Bundle {
         }
         let (body, sum) = bytes.split_at(bytes.len() - 32);
         let want: [u8; 32] = Sha256::digest(body).into();
+        // The checksum first: a corrupt length field is corruption, not truncation.
+        if sum != want {
+            return Err(malformed(
+                path,
+                "checksum mismatch: the file is corrupt or truncated",
+            ));
+        }
         let mut at = 8;
         let take = |at: &mut usize, n: usize, what: &str| -> Result<&[u8], ModelError> {
             let end = at
@@ -151,17 +184,16 @@ impl Bundle {
                 format!("{} trailing bytes", body.len() - at),
             ));
         }
-        if sum != want {
-            return Err(malformed(path, "checksum mismatch: the file is corrupt"));
-        }
         let header: Header = serde_json::from_slice(header_bytes)
             .map_err(|e| malformed(path, format!("header: {e}")))?;
         Ok(Bundle { header, objects })
     }
 
-    /// Reads and parses `path`.
+    /// Reads and parses `path` (the file's bytes are zeroized once parsed: it may be a secret
+    /// key; the caller zeroizes the objects it gets).
     pub fn read(path: &Path) -> Result<Self, ModelError> {
-        let bytes = std::fs::read(path).map_err(|e| ModelError::io(path, e))?;
+        let bytes =
+            zeroize::Zeroizing::new(std::fs::read(path).map_err(|e| ModelError::io(path, e))?);
         Self::from_bytes(&bytes, path)
     }
 
@@ -169,13 +201,29 @@ impl Bundle {
     pub fn write(&self, path: &Path, secret: bool) -> Result<(), ModelError> {
         use std::io::Write;
         let mut o = std::fs::OpenOptions::new();
-        o.write(true).create(true).truncate(true);
+        o.write(true);
+        if secret {
+            // Never over an existing secret key (it may be the only copy of one).
+            o.create_new(true);
+        } else {
+            o.create(true).truncate(true);
+        }
         #[cfg(unix)]
         if secret {
             use std::os::unix::fs::OpenOptionsExt;
             o.mode(0o600);
         }
-        let mut f = o.open(path).map_err(|e| ModelError::io(path, e))?;
+        let mut f = o.open(path).map_err(|e| {
+            if e.kind() == std::io::ErrorKind::AlreadyExists {
+                ModelError::Input(format!(
+                    "{} exists: a secret key is never overwritten (remove it, or use another \
+                     directory)",
+                    path.display()
+                ))
+            } else {
+                ModelError::io(path, e)
+            }
+        })?;
         #[cfg(unix)]
         if secret {
             use std::os::unix::fs::PermissionsExt;

@@ -326,8 +326,10 @@ impl EncryptedEncoder {
             )));
         }
         self.length = Some(n);
+        // No padding: no key mask (it costs a level in each softmax's row mean).
+        let valid = (n < self.tokens()).then_some(n);
         for b in &mut self.blocks {
-            b.set_valid_tokens(Some(n));
+            b.set_valid_tokens(valid);
         }
         Ok(())
     }

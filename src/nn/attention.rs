@@ -471,6 +471,9 @@ pub fn attention_twin(
     o: &AttentionOptions,
 ) -> Result<Vec<Vec<f64>>, CkksError> {
     o.validate()?;
+    for (name, m) in [("query", q), ("key", k), ("value", v)] {
+        super::chain::check_bound_twin(name, m, o.bound)?;
+    }
     let s = scores_twin(layout, q, k, o.heads)?;
     let a = softmax_twin(&scores_layout(layout, o.heads)?, &s, &o.softmax)?;
     attend_twin(layout, &a, v, o.heads)

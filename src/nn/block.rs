@@ -306,6 +306,11 @@ impl Block {
         layernorm::layernorm_in(c, layout, x, g, b, o)
     }
 
+    /// Every ciphertext with at least two levels (bootstrapped with `bound` otherwise).
+    fn refreshed<C: Circuit>(c: &C, x: &[C::Ct], bound: f64) -> Result<Vec<C::Ct>, CkksError> {
+        x.iter().map(|ct| c.refresh(ct, 1, bound)).collect()
+    }
+
     /// a + b, each operand bounded by `bound`. An operand at level 1 is refreshed first: aligning
     /// an off-chain scale costs a level, and a sum at level 0 could not be bootstrapped with a
     /// bound above 1 by the LayerNorm that follows.
@@ -363,11 +368,15 @@ impl Block {
         let w = &self.weights;
         match self.kind {
             BlockKind::Bert => {
+                // Each input is refreshed once here for both of its uses (Q, K, V and the
+                // residual; the FFN and the residual), not once per use.
+                let x = &Self::refreshed(c, x, self.bounds.qkv)?;
                 let a = self.attention_branch(c, layout, x)?;
                 // |x + a| <= the LayerNorm's bound, so |a| <= that plus |x|.
                 let b1 = self.layernorm.bound + self.bounds.qkv;
                 let s1 = Self::residual(c, x, &a, b1)?;
                 let h = self.ln(c, layout, &s1, &w.ln1, &self.layernorm)?;
+                let h = Self::refreshed(c, &h, self.bounds.ff1)?;
                 let f = self.ffn_branch(c, layout, &h)?;
                 let b2 = self.layernorm2.bound + self.bounds.ff1;
                 let y = Self::residual(c, &h, &f, b2)?;
@@ -389,6 +398,8 @@ impl Block {
     pub fn twin(&self, layout: &Layout, x: &[Vec<f64>]) -> Result<Vec<Vec<f64>>, CkksError> {
         self.validate(layout)?;
         let w = &self.weights;
+        let bd = &self.bounds;
+        let check = super::chain::check_bound_twin;
         let lin = |x: &[Vec<f64>], l: &Linear| -> Result<Vec<Vec<f64>>, CkksError> {
             let li = layout.with_features(l.d_in());
             let y = l.twin(&li.unpack(x)?)?;
@@ -405,13 +416,17 @@ impl Block {
         };
         let (o1, o2) = (&self.layernorm, &self.layernorm2);
         let attn = |h: &[Vec<f64>]| -> Result<Vec<Vec<f64>>, CkksError> {
+            check("Q/K/V input", h, bd.qkv)?;
             let (q, k, v) = (lin(h, &w.q)?, lin(h, &w.k)?, lin(h, &w.v)?);
             let a = attention::attention_twin(layout, &q, &k, &v, &self.attention)?;
+            check("attention context", &a, bd.o)?;
             lin(&a, &w.o)
         };
         let ffn = |h: &[Vec<f64>]| -> Result<Vec<Vec<f64>>, CkksError> {
+            check("feed-forward input", h, bd.ff1)?;
             let f = lin(h, &w.ff1)?;
             let g = gelu::gelu_twin(&layout.with_features(w.ffn()), &f, &self.gelu)?;
+            check("activation output", &g, bd.ff2)?;
             lin(&g, &w.ff2)
         };
         match self.kind {

@@ -64,6 +64,17 @@ pub fn mul<C: Circuit>(c: &C, a: &C::Ct, b: &C::Ct) -> Result<C::Ct, CkksError> 
 
 /// a + b on the default chain at the lower operand's level (an operand off the chain there costs
 /// one level, as in `mul`): residual connections join a deep branch to a shallow stream.
+/// The twins' check of a bootstrap bound: every |x| <= bound, else `OutOfRange` naming `what`
+/// (a bootstrap of a value past its bound returns garbage in every slot, silently).
+pub fn check_bound_twin(what: &str, x: &[Vec<f64>], bound: f64) -> Result<(), CkksError> {
+    match x.iter().flatten().find(|v| !(v.abs() <= bound)) {
+        None => Ok(()),
+        Some(v) => Err(CkksError::OutOfRange(format!(
+            "{what}: |{v}| outside its bootstrap bound {bound}"
+        ))),
+    }
+}
+
 pub fn add_aligned<C: Circuit>(c: &C, a: &C::Ct, b: &C::Ct) -> Result<C::Ct, CkksError> {
     if c.level(a) == c.level(b) && same_scale(c.scale(a), c.scale(b)) {
         return c.add(a, b);

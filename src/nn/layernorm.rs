@@ -197,6 +197,7 @@ pub fn layernorm_twin(
 ) -> Result<Vec<Vec<f64>>, CkksError> {
     check_slots(layout, x)?;
     check_affine(layout, gamma, beta, o)?;
+    super::chain::check_bound_twin("LayerNorm input", x, o.bound)?;
     let (d, t) = (layout.features as f64, layout.tokens);
     let mean: Vec<f64> = row_sum_twin(layout, x)?.iter().map(|s| s / d).collect();
     let xc: Vec<Vec<f64>> = x

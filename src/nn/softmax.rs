@@ -558,6 +558,7 @@ pub fn softmax_twin(
 ) -> Result<Vec<Vec<f64>>, CkksError> {
     check_slots(layout, x)?;
     o.validate()?;
+    super::chain::check_bound_twin("softmax scores", x, o.score_bound())?;
     let r = o.exp.range;
     let group = o.group(layout)?;
     let first_exp = o.first_exp();
