@@ -204,6 +204,7 @@ fn observing_does_not_change_the_forward_pass() {
         .unwrap();
     let (mut scores, mut norms, mut acts, mut embeds) = (0, 0, 0, 0);
     let mut cls_abs = 0.0f64;
+    let mut sites = std::collections::BTreeMap::<String, usize>::new();
     let observed = m
         .forward_observed(
             &enc.ids,
@@ -230,6 +231,11 @@ fn observing_does_not_change_the_forward_pass() {
                         assert_eq!(x[0].len(), 1536);
                         acts += 1
                     }
+                    LayerProbe::Values { site, x } => {
+                        // Q, K and V, then the context, then each LayerNorm's output.
+                        assert_eq!((x.len(), x[0].len()), (16, 384));
+                        *sites.entry(format!("{site:?}")).or_insert(0) += 1
+                    }
                 },
             },
         )
@@ -237,6 +243,16 @@ fn observing_does_not_change_the_forward_pass() {
     assert_eq!(plain, observed);
     assert_eq!(enc.real_tokens(), 9);
     assert_eq!((embeds, scores, norms, acts), (1, 6 * 12 * 16, 12, 6));
+    let want: std::collections::BTreeMap<String, usize> = [
+        ("QueryKeyValue", 18),
+        ("Context", 6),
+        ("AttentionOutput", 6),
+        ("Output", 6),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect();
+    assert_eq!(sites, want);
     // The outlier feature of the residual stream (into the second LayerNorm) sits at [CLS].
     assert!(cls_abs > 50.0, "largest |x| at [CLS]: {cls_abs}");
 }
