@@ -53,8 +53,8 @@ enum Cmd {
         #[command(subcommand)]
         what: BenchCmd,
     },
-    /// Embeds a text with a Hugging Face model directory in plaintext (exact f64; the encrypted
-    /// path is not wired to models yet): tokens, then the sentence embedding.
+    /// Embeds a text with a Hugging Face model directory in plaintext (exact f64; `umbra run`
+    /// runs it encrypted): tokens, then the sentence embedding.
     Embed {
         /// Model directory (config.json, model.safetensors, tokenizer.json or vocab.txt).
         #[arg(long, default_value = "models/all-MiniLM-L6-v2")]
@@ -138,7 +138,8 @@ enum Cmd {
         /// The text.
         #[arg(long)]
         text: String,
-        /// Tokens (a power of two; default: the smallest holding the text, at least 8).
+        /// Tokens (a power of two; default: the smallest power of two >= 8 holding the text;
+        /// a longer text is cut, with a warning).
         #[arg(long)]
         tokens: Option<usize>,
         /// Bootstrapping preset (see `umbra params`).
@@ -663,6 +664,16 @@ mod model_cmd {
                         format!("[{}, ... {} values]", head.join(", "), a.len())
                     }
                     serde_json::Value::Null => continue,
+                    serde_json::Value::Number(n) if n.is_f64() => {
+                        let f = n.as_f64().unwrap_or(f64::NAN);
+                        if f != 0.0 && f.abs() < 1e-3 {
+                            format!("{f:.3e}")
+                        } else if f.abs() >= 100.0 {
+                            format!("{f:.0}")
+                        } else {
+                            format!("{f:.10}")
+                        }
+                    }
                     other => other.to_string(),
                 };
                 emit(format!("{k:<26} {text}"))?;

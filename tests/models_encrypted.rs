@@ -213,7 +213,12 @@ fn encrypted_minilm_end_to_end_and_the_client_server_files() {
     let m = model::decrypt(&dir, &keys, &bad).unwrap_err();
     assert!(m.contains("truncated"), "{m}");
     let m = model::decrypt(&dir, &keys, &input).unwrap_err();
-    assert!(m.contains("expected output"), "{m}");
+    assert!(m.contains("expected an encrypted result"), "{m}");
+    // No output file is written over a key (or over a file that is not Umbra's).
+    let m = model::encrypt(&dir, &keys, TEXT, None, &sk).unwrap_err();
+    assert!(m.contains("not overwriting"), "{m}");
+    let m = model::infer(&dir, &ev, &input, &ev, None, true).unwrap_err();
+    assert!(m.contains("not overwriting"), "{m}");
     let m = model::encrypt(&dir, &keys, TEXT, Some(32), &bad).unwrap_err();
     assert!(m.contains("16 tokens"), "{m}");
     let keys8 = w.join("keys8");
@@ -247,6 +252,7 @@ fn encrypted_minilm_end_to_end_and_the_client_server_files() {
     // A file made for another model (its config.json hashes differently).
     let mut b = Bundle::read(&out).unwrap();
     b.header.model.config_sha256 = "0".repeat(64);
+    std::fs::remove_file(&bad).unwrap();
     b.write(&bad, false).unwrap();
     let m = model::decrypt(&dir, &keys, &bad).unwrap_err();
     assert!(m.contains("another model"), "{m}");

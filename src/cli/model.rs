@@ -431,6 +431,11 @@ pub fn run_layers(
     let (pr, params) = preset(preset_name)?;
     let t = choose_tokens(&m, text, tokens, max_tokens(&m, params.max_slots()))?;
     let plain = plaintext(&m, text, t)?;
+    if plain.encoding.truncated {
+        say(format!(
+            "warning: the text was cut to {t} tokens (both models see the cut text)"
+        ));
+    }
     let mut report = RunReport {
         model: dir.display().to_string(),
         mode: "plaintext",
@@ -784,6 +789,12 @@ fn read_secret(
     ),
     String,
 > {
+    if !keys.is_dir() {
+        return Err(format!(
+            "--keys {}: pass the key directory of `umbra keygen` (it holds secret.key)",
+            keys.display()
+        ));
+    }
     let path = secret_key_path(keys);
     let mut b = Bundle::read(&path).map_err(s)?;
     let h = b.header.clone();
@@ -831,6 +842,7 @@ pub fn encrypt(
 ) -> Result<EncryptReport, String> {
     let m = load(dir)?;
     let (h, params, _pr, sk, ctx) = read_secret(keys, &m)?;
+    Bundle::check_target(out, "input").map_err(s)?;
     if let Some(t) = tokens {
         if t != h.tokens {
             return Err(format!(
@@ -843,6 +855,9 @@ pub fn encrypt(
     let t = h.tokens;
     let mut enc = encoder(&m, t, &params)?;
     let encoding = m.embedder.encode(text, Some(t)).map_err(s)?;
+    if encoding.truncated {
+        eprintln!("umbra: warning: the text was cut to the keys' {t} tokens");
+    }
     let (rows, n) = enc.client_rows(&m.embedder.model, &encoding).map_err(s)?;
     enc.set_length(n).map_err(s)?;
     let cts = encrypt_rows(&ctx, &enc, &rows, &sk)?;
@@ -890,6 +905,7 @@ pub fn infer(
     quiet: bool,
 ) -> Result<InferReport, String> {
     let m = load(dir)?;
+    Bundle::check_target(out, "output").map_err(s)?;
     let inb = Bundle::read(input).map_err(s)?;
     let h = inb.header.clone();
     h.expect(

@@ -43,6 +43,17 @@ pub struct Header {
     pub key_id: String,
 }
 
+/// What a kind of file is, for messages.
+fn describe(kind: &str) -> String {
+    match kind {
+        "secret-key" => "the client's secret key (`umbra keygen`)".into(),
+        "eval-keys" => "the server's evaluation keys (`umbra keygen`)".into(),
+        "input" => "an encrypted input (`umbra encrypt`'s output)".into(),
+        "output" => "an encrypted result (`umbra infer`'s output)".into(),
+        other => format!("a {other:?} file"),
+    }
+}
+
 /// The first 12 characters of a header string (for messages; never splits a character).
 fn short(s: &str) -> String {
     s.chars().take(12).collect()
@@ -54,7 +65,11 @@ impl Header {
     pub fn expect(&self, kind: &str, other: &Header, path: &Path) -> Result<(), ModelError> {
         let err = |reason: String| ModelError::Input(format!("{}: {reason}", path.display()));
         if self.kind != kind {
-            return Err(err(format!("is a {} file, expected {kind}", self.kind)));
+            return Err(err(format!(
+                "holds {}, expected {}",
+                describe(&self.kind),
+                describe(kind)
+            )));
         }
         if self.model != other.model {
             return Err(err(format!(
@@ -190,16 +205,52 @@ impl Bundle {
     }
 
     /// Reads and parses `path` (the file's bytes are zeroized once parsed: it may be a secret
-    /// key; the caller zeroizes the objects it gets).
+    /// key; the caller zeroizes the objects it gets). A directory is an error saying which file
+    /// to pass.
     pub fn read(path: &Path) -> Result<Self, ModelError> {
+        if path.is_dir() {
+            return Err(ModelError::Input(format!(
+                "{} is a directory: pass the file (a key directory holds secret.key and \
+                 eval.keys)",
+                path.display()
+            )));
+        }
         let bytes =
             zeroize::Zeroizing::new(std::fs::read(path).map_err(|e| ModelError::io(path, e))?);
         Self::from_bytes(&bytes, path)
     }
 
+    /// Errors unless a `kind` bundle may be written at `path`: nothing there, or a bundle of the
+    /// same kind. Never over a key of another kind, nor over a file that is not Umbra's (call it
+    /// before long work whose result goes there).
+    pub fn check_target(path: &Path, kind: &str) -> Result<(), ModelError> {
+        if !path.exists() {
+            return Ok(());
+        }
+        let old = std::fs::read(path)
+            .ok()
+            .and_then(|b| Self::from_bytes(&b, path).ok());
+        match old {
+            Some(old) if old.header.kind == kind => Ok(()),
+            Some(old) => Err(ModelError::Input(format!(
+                "{} holds {}: not overwriting it with {}",
+                path.display(),
+                describe(&old.header.kind),
+                describe(kind)
+            ))),
+            None => Err(ModelError::Input(format!(
+                "{} exists and is not an Umbra file: not overwriting it",
+                path.display()
+            ))),
+        }
+    }
+
     /// Writes `path` (mode 0600 when `secret`: the file is created with it, never wider).
     pub fn write(&self, path: &Path, secret: bool) -> Result<(), ModelError> {
         use std::io::Write;
+        if !secret {
+            Self::check_target(path, &self.header.kind)?;
+        }
         let mut o = std::fs::OpenOptions::new();
         o.write(true);
         if secret {
