@@ -219,7 +219,9 @@ fn encrypted_minilm_end_to_end_and_the_client_server_files() {
     assert!(m.contains("not overwriting"), "{m}");
     let m = model::infer(&dir, &ev, &input, &ev, None, true).unwrap_err();
     assert!(m.contains("not overwriting"), "{m}");
-    let m = model::encrypt(&dir, &keys, TEXT, Some(32), &bad).unwrap_err();
+    // Outputs of the refusals below would go to a path that does not exist yet.
+    let fresh = w.join("fresh.ct");
+    let m = model::encrypt(&dir, &keys, TEXT, Some(32), &fresh).unwrap_err();
     assert!(m.contains("16 tokens"), "{m}");
     let keys8 = w.join("keys8");
     model::keygen(&dir, 8, PRESET, &keys8).unwrap();
@@ -227,7 +229,7 @@ fn encrypted_minilm_end_to_end_and_the_client_server_files() {
         &dir,
         &model::eval_keys_path(&keys8),
         &input,
-        &bad,
+        &fresh,
         None,
         true,
     )
@@ -240,7 +242,7 @@ fn encrypted_minilm_end_to_end_and_the_client_server_files() {
         &dir,
         &model::eval_keys_path(&keys_b),
         &input,
-        &bad,
+        &fresh,
         None,
         true,
     )
@@ -252,9 +254,8 @@ fn encrypted_minilm_end_to_end_and_the_client_server_files() {
     // A file made for another model (its config.json hashes differently).
     let mut b = Bundle::read(&out).unwrap();
     b.header.model.config_sha256 = "0".repeat(64);
-    std::fs::remove_file(&bad).unwrap();
-    b.write(&bad, false).unwrap();
-    let m = model::decrypt(&dir, &keys, &bad).unwrap_err();
+    b.write(&fresh, false).unwrap();
+    let m = model::decrypt(&dir, &keys, &fresh).unwrap_err();
     assert!(m.contains("another model"), "{m}");
     std::fs::remove_file(&sk).unwrap();
     let m = model::decrypt(&dir, &keys, &out).unwrap_err();
