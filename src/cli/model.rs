@@ -820,6 +820,24 @@ fn read_secret(
     Ok((h, params, pr, sk, ctx))
 }
 
+/// Writes ciphertexts as a bundle with `header` at `out`.
+fn write_cts(
+    ctx: &Arc<Context>,
+    header: Header,
+    cts: &[Ciphertext],
+    out: &Path,
+) -> Result<(), String> {
+    let b = Bundle {
+        header,
+        objects: cts
+            .iter()
+            .map(|c| c.to_bytes(ctx))
+            .collect::<Result<_, _>>()
+            .map_err(s)?,
+    };
+    b.write(out, false).map_err(s)
+}
+
 /// What `umbra encrypt` reports.
 #[derive(Clone, Debug, Serialize)]
 pub struct EncryptReport {
@@ -861,15 +879,12 @@ pub fn encrypt(
     let (rows, n) = enc.client_rows(&m.embedder.model, &encoding).map_err(s)?;
     enc.set_length(n).map_err(s)?;
     let cts = encrypt_rows(&ctx, &enc, &rows, &sk)?;
-    let b = Bundle {
-        header: header(&m, "input", &h.preset, t, Some(n), &h.key_id),
-        objects: cts
-            .iter()
-            .map(|c| c.to_bytes(&ctx))
-            .collect::<Result<_, _>>()
-            .map_err(s)?,
-    };
-    b.write(out, false).map_err(s)?;
+    write_cts(
+        &ctx,
+        header(&m, "input", &h.preset, t, Some(n), &h.key_id),
+        &cts,
+        out,
+    )?;
     Ok(EncryptReport {
         out: out.display().to_string(),
         tokens: t,
@@ -946,15 +961,12 @@ pub fn infer(
         ));
     }
     let (y, bootstraps, ms) = serve(&ctx, keys, &pr, &enc, &cts, quiet)?;
-    let b = Bundle {
-        header: header(&m, "output", &h.preset, h.tokens, Some(n), &h.key_id),
-        objects: y
-            .iter()
-            .map(|c| c.to_bytes(&ctx))
-            .collect::<Result<_, _>>()
-            .map_err(s)?,
-    };
-    b.write(out, false).map_err(s)?;
+    write_cts(
+        &ctx,
+        header(&m, "output", &h.preset, h.tokens, Some(n), &h.key_id),
+        &y,
+        out,
+    )?;
     Ok(InferReport {
         out: out.display().to_string(),
         preset: h.preset,
