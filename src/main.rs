@@ -95,19 +95,24 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
-    /// Writes a Hugging Face BERT directory with a real architecture's config.json, tensor names,
-    /// shapes and dtype and weights drawn at trained scale (not trained), for benchmarks where the
-    /// real weights are not at hand; the tokenizer files are copied from --tokenizer-from.
+    /// Writes a Hugging Face BERT or GPT-2 directory with a real architecture's config.json,
+    /// tensor names, shapes and dtype and weights drawn at trained scale (not trained), for
+    /// benchmarks where the real weights are not at hand; the tokenizer files are copied from
+    /// --tokenizer-from.
     GenModel {
-        /// Architecture: bert-base (12 layers, hidden 768, 12 heads, FFN 3072; 110M parameters).
+        /// Architecture: bert-base (12 layers, hidden 768, 12 heads, FFN 3072; 110M parameters),
+        /// gpt2 (GPT-2 small: 12 layers, hidden 768, 12 heads; 124M), gpt2-tiny (GPT-2's
+        /// vocabulary, 2 layers, hidden 64, 4 heads; for tests).
         #[arg(long)]
         arch: String,
         /// The new directory (must not exist or be empty).
         #[arg(long)]
         out: std::path::PathBuf,
-        /// A model directory with BERT's uncased WordPiece vocabulary to copy.
-        #[arg(long, default_value = "models/all-MiniLM-L6-v2")]
-        tokenizer_from: std::path::PathBuf,
+        /// Where the tokenizer files come from: a directory with BERT's uncased WordPiece
+        /// vocabulary (default models/all-MiniLM-L6-v2), or GPT-2's vocab.json and merges.txt
+        /// (default models/gpt2-tokenizer, written by `models/fetch.sh gpt2-tokenizer`).
+        #[arg(long)]
+        tokenizer_from: Option<std::path::PathBuf>,
         /// Seed of the weights.
         #[arg(long, default_value_t = 1)]
         seed: u64,
@@ -602,7 +607,7 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
             tokenizer_from,
             seed,
             json,
-        } => gen_model(&arch, &out, &tokenizer_from, seed, json)?,
+        } => gen_model(&arch, &out, tokenizer_from.as_deref(), seed, json)?,
         Cmd::Bench {
             what:
                 BenchCmd::Ops {
@@ -902,14 +907,23 @@ fn estimate(s: LayerShape, layers: usize) -> Result<(), String> {
 fn gen_model(
     arch: &str,
     out: &std::path::Path,
-    tokenizer_from: &std::path::Path,
+    tokenizer_from: Option<&std::path::Path>,
     seed: u64,
     json: bool,
 ) -> Result<(), String> {
-    let a = umbra::models::generate::BertArch::by_name(arch).map_err(|e| e.to_string())?;
+    use umbra::models::generate::{self, BertArch, Gpt2Arch};
     let t0 = std::time::Instant::now();
-    umbra::models::generate::generate_bert(&a, out, tokenizer_from, seed)
-        .map_err(|e| e.to_string())?;
+    let (parameters, layers, hidden, heads, ffn) = if arch.starts_with("gpt2") {
+        let a = Gpt2Arch::by_name(arch).map_err(|e| e.to_string())?;
+        let from = tokenizer_from.unwrap_or(std::path::Path::new("models/gpt2-tokenizer"));
+        generate::generate_gpt2(&a, out, from, seed).map_err(|e| e.to_string())?;
+        (a.parameters(), a.layers, a.hidden, a.heads, a.inner)
+    } else {
+        let a = BertArch::by_name(arch).map_err(|e| e.to_string())?;
+        let from = tokenizer_from.unwrap_or(std::path::Path::new("models/all-MiniLM-L6-v2"));
+        generate::generate_bert(&a, out, from, seed).map_err(|e| e.to_string())?;
+        (a.parameters(), a.layers, a.hidden, a.heads, a.intermediate)
+    };
     let ms = t0.elapsed().as_secs_f64() * 1e3;
     let bytes = std::fs::metadata(out.join("model.safetensors"))
         .map(|m| m.len())
@@ -918,18 +932,17 @@ fn gen_model(
         let row = serde_json::json!({
             "arch": arch,
             "out": out.display().to_string(),
-            "parameters": a.parameters(),
+            "parameters": parameters,
             "bytes": bytes,
             "ms": ms,
         });
         return emit(row.to_string());
     }
     emit(format!(
-        "# {arch}: {} layers, hidden {}, {} heads, FFN {} (weights at trained scale, not trained)",
-        a.layers, a.hidden, a.heads, a.intermediate
+        "# {arch}: {layers} layers, hidden {hidden}, {heads} heads, FFN {ffn} (weights at trained scale, not trained)"
     ))?;
     emit(format!("directory            {}", out.display()))?;
-    emit(format!("parameters           {:>10}", a.parameters()))?;
+    emit(format!("parameters           {parameters:>10}"))?;
     emit(format!(
         "model.safetensors    {:>10.1} MB",
         bytes as f64 / 1e6

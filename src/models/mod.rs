@@ -2,14 +2,18 @@
 //! write it, loaded by its own names and run in plaintext f64 as the reference the encrypted path is
 //! measured against.
 //!
-//! - [`config`]: `config.json` of `BertModel` / `BertForSequenceClassification`, validated.
+//! - [`config`]: `config.json` of `BertModel` / `BertForSequenceClassification` and of
+//!   `GPT2LMHeadModel`, validated.
 //! - [`weights`]: `model.safetensors`, memory-mapped, tensors by their HF names (F32, F16, BF16).
-//! - [`tokenizer`]: `tokenizer.json` through the `tokenizers` crate, or `vocab.txt` WordPiece.
+//! - [`tokenizer`]: `tokenizer.json` through the `tokenizers` crate, `vocab.txt` WordPiece, or
+//!   GPT-2's byte-level BPE from `vocab.json` + `merges.txt`.
 //! - [`sentence`]: sentence-transformers metadata (`modules.json`, `1_Pooling/config.json`), mean
 //!   pooling over the attention mask and L2 normalization.
 //! - [`bert`]: one struct per HF `modeling_bert.py` module and the exact f64 forward pass.
+//! - [`gpt2`]: one struct per HF `modeling_gpt2.py` module, the exact f64 forward pass with a KV
+//!   cache, the LM head and greedy decoding.
 //! - [`embedder`]: a whole directory: text in, sentence embedding out.
-//! - [`generate`]: a BERT directory with a real architecture's config, names and shapes and
+//! - [`generate`]: a BERT or GPT-2 directory with a real architecture's config, names and shapes and
 //!   weights drawn at trained scale (`umbra gen-model`).
 //! - [`calibration`]: activation ranges observed on sample text ([`sample`] is the built-in
 //!   one), stored in `umbra-ranges.json` beside the model, and the check of an input against them.
@@ -24,6 +28,7 @@ pub mod config;
 pub mod embedder;
 pub mod encrypted;
 pub mod generate;
+pub mod gpt2;
 pub mod sample;
 pub mod sentence;
 pub mod tokenizer;
@@ -31,7 +36,7 @@ pub mod weights;
 
 pub use bert::BertModel;
 pub use calibration::{Observations, Ranges, Violation};
-pub use config::{Activation, BertConfig};
+pub use config::{Activation, BertConfig, Gpt2Config, ModelConfig};
 pub use embedder::{Embedder, Embedding};
 pub use encrypted::EncryptedEncoder;
 pub use sentence::{Pooling, SentenceConfig};
@@ -73,7 +78,7 @@ pub enum ModelError {
     MissingTensor {
         path: PathBuf,
         name: String,
-        /// The other names looked up (with or without `bert.`), as text.
+        /// The other names looked up (with or without a model prefix), as text.
         tried: String,
     },
     /// A tensor with the wrong shape.

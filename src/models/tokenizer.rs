@@ -1,5 +1,6 @@
 //! Text to token ids: the `tokenizers` crate from `tokenizer.json` (what `transformers`' fast
-//! tokenizer loads), or BERT's WordPiece over `vocab.txt` when a directory has no tokenizer.json.
+//! tokenizer loads), or, when a directory has no tokenizer.json, BERT's WordPiece over
+//! `vocab.txt` or GPT-2's byte-level BPE over `vocab.json` + `merges.txt`.
 //!
 //! [`Tokenizer::encode`] honours the file's own truncation and padding (all-MiniLM-L6-v2's
 //! tokenizer.json truncates and pads to 128 tokens); [`Tokenizer::encode_to`] gives exactly T
@@ -8,11 +9,16 @@
 
 use super::{read_json, ModelError};
 use std::path::{Path, PathBuf};
+use tokenizers::models::bpe::BPE;
 use tokenizers::models::wordpiece::WordPiece;
 use tokenizers::normalizers::BertNormalizer;
 use tokenizers::pre_tokenizers::bert::BertPreTokenizer;
+use tokenizers::pre_tokenizers::byte_level::ByteLevel;
 use tokenizers::processors::bert::BertProcessing;
 use tokenizers::{PaddingParams, PaddingStrategy, TruncationParams};
+
+/// GPT-2's end-of-text token (id 50256).
+pub const GPT2_EOS: &str = "<|endoftext|>";
 
 /// One tokenized text. All vectors have the same length T; padding positions have mask 0.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -65,7 +71,8 @@ fn yes() -> bool {
 
 impl Tokenizer {
     /// A model directory's tokenizer: `tokenizer.json`, else `vocab.txt` (lowercased unless
-    /// `tokenizer_config.json` says `"do_lower_case": false`).
+    /// `tokenizer_config.json` says `"do_lower_case": false`), else `vocab.json` + `merges.txt`
+    /// (GPT-2's byte-level BPE).
     pub fn from_dir(dir: &Path) -> Result<Self, ModelError> {
         let json = dir.join("tokenizer.json");
         if json.is_file() {
@@ -73,9 +80,15 @@ impl Tokenizer {
         }
         let vocab = dir.join("vocab.txt");
         if !vocab.is_file() {
+            let (bpe, merges) = (dir.join("vocab.json"), dir.join("merges.txt"));
+            if bpe.is_file() && merges.is_file() {
+                return Self::from_bpe(&bpe, &merges);
+            }
             return Err(ModelError::Tokenizer {
                 path: dir.to_path_buf(),
-                reason: "neither tokenizer.json nor vocab.txt is in the directory".into(),
+                reason:
+                    "no tokenizer.json, vocab.txt, or vocab.json with merges.txt in the directory"
+                        .into(),
             });
         }
         let config = dir.join("tokenizer_config.json");
@@ -142,6 +155,62 @@ impl Tokenizer {
             inner,
             source: path.to_path_buf(),
         })
+    }
+
+    /// GPT-2's tokenizer from `vocab.json` (token -> id) and `merges.txt` (ranked merges, a
+    /// `#version` line first), as `GPT2TokenizerFast` builds it: byte-level pre-tokenizer with
+    /// GPT-2's split regex and no added prefix space, byte-level BPE, byte-level decoder; no
+    /// special tokens added, no truncation or padding; `<|endoftext|>` is one special token
+    /// wherever it appears in a text, as in `transformers`.
+    pub fn from_bpe(vocab: &Path, merges: &Path) -> Result<Self, ModelError> {
+        let err = |reason: String| ModelError::Tokenizer {
+            path: vocab.to_path_buf(),
+            reason,
+        };
+        for p in [vocab, merges] {
+            if !p.is_file() {
+                return Err(ModelError::io(
+                    p,
+                    std::io::Error::new(std::io::ErrorKind::NotFound, "no such file"),
+                ));
+            }
+        }
+        let (v, m) = (vocab.to_string_lossy(), merges.to_string_lossy());
+        let model = BPE::from_file(&v, &m)
+            .build()
+            .map_err(|e| err(format!("with {}: {e}", merges.display())))?;
+        let mut inner = tokenizers::Tokenizer::new(model);
+        let byte_level = ByteLevel::new(false, true, true);
+        inner
+            .with_pre_tokenizer(Some(byte_level))
+            .with_decoder(Some(byte_level))
+            .with_post_processor(Some(byte_level));
+        if inner.token_to_id(GPT2_EOS).is_none() {
+            return Err(err(format!("the vocabulary has no {GPT2_EOS} token")));
+        }
+        inner.add_special_tokens(&[tokenizers::AddedToken::from(GPT2_EOS, true)]);
+        Ok(Tokenizer {
+            inner,
+            source: vocab.to_path_buf(),
+        })
+    }
+
+    /// Ids back to text (special tokens kept): the inverse of [`Tokenizer::encode`] for
+    /// byte-level BPE (`decode(encode(t)) == t` on any UTF-8). Errors: an id outside the
+    /// vocabulary.
+    pub fn decode(&self, ids: &[u32]) -> Result<String, ModelError> {
+        let size = self.inner.get_vocab_size(true);
+        if let Some(bad) = ids.iter().find(|&&i| i as usize >= size) {
+            return Err(self.error(format!("id {bad} is outside the vocabulary of {size}")));
+        }
+        self.inner
+            .decode(ids, false)
+            .map_err(|e| self.error(e.to_string()))
+    }
+
+    /// Vocabulary size, added tokens included.
+    pub fn vocab_size(&self) -> usize {
+        self.inner.get_vocab_size(true)
     }
 
     /// The file this tokenizer was read from.

@@ -1,8 +1,10 @@
 //! `model.safetensors` read through the `safetensors` crate over a memory map (memmap2): tensors
 //! by their Hugging Face names, converted to f64 on access (F32, and F16 / BF16 through `half`).
 //!
-//! Names are looked up as written and also with or without the `bert.` prefix that
-//! `BertFor*` checkpoints add (so `encoder.layer.0...` finds `bert.encoder.layer.0...`), and a
+//! Names are looked up as written and also with or without the model prefix that head
+//! checkpoints add (`bert.` for `BertFor*`, `transformer.` for `GPT2LMHeadModel`: so
+//! `encoder.layer.0...` finds `bert.encoder.layer.0...` and `h.0.attn...` finds
+//! `transformer.h.0.attn...`), and a
 //! [`Weights`] carries a prefix like candle's `VarBuilder`: `w.pp("encoder").pp("layer.0")`
 //! looks up `encoder.layer.0.<name>`.
 
@@ -14,8 +16,9 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-/// The prefix `BertFor*` checkpoints put before the encoder's names.
-const BERT_PREFIX: &str = "bert.";
+/// The prefixes head checkpoints put before the base model's names (`BertFor*`: `bert.`,
+/// `GPT2LMHeadModel`: `transformer.`).
+const MODEL_PREFIXES: [&str; 2] = ["bert.", "transformer."];
 
 struct File_ {
     path: PathBuf,
@@ -80,9 +83,14 @@ impl Weights {
         n
     }
 
-    /// Whether `name` (under the prefix, with or without `bert.`) is in the file.
+    /// Whether `name` (under the prefix, with or without a model prefix) is in the file.
     pub fn contains(&self, name: &str) -> bool {
         self.find(&self.full(name)).is_some()
+    }
+
+    /// The shape of tensor `name` (under the prefix, with or without a model prefix), if present.
+    pub fn shape(&self, name: &str) -> Option<Vec<usize>> {
+        self.find(&self.full(name)).map(|(_, i)| i.shape.clone())
     }
 
     /// The tensor `name` (under the prefix) as f64 in row-major order, checked against `shape`.
@@ -171,6 +179,20 @@ impl Weights {
         })
     }
 
+    /// A GPT-2 `Conv1D(d_out, d_in)` under the prefix (transformers/pytorch_utils.py): `weight`
+    /// stored [d_in, d_out] (already `Linear`'s orientation) and `bias` [d_out].
+    pub fn conv1d(&self, d_in: usize, d_out: usize) -> Result<Linear, ModelError> {
+        let weight = self.matrix("weight", d_in, d_out)?;
+        let bias = self.vector("bias", d_out)?;
+        Linear::new(weight, bias).map_err(|e| {
+            ModelError::Input(format!(
+                "{}: {}: {e}",
+                self.file.path.display(),
+                self.prefix
+            ))
+        })
+    }
+
     fn full(&self, name: &str) -> String {
         match (self.prefix.is_empty(), name.is_empty()) {
             (true, _) => name.to_string(),
@@ -186,10 +208,12 @@ impl Weights {
     }
 }
 
-/// `name` first, then with `bert.` added or removed.
+/// `name` first, then with its model prefix removed, or with each model prefix added.
 fn candidates(name: &str) -> Vec<String> {
-    match name.strip_prefix(BERT_PREFIX) {
-        Some(rest) => vec![name.to_string(), rest.to_string()],
-        None => vec![name.to_string(), format!("{BERT_PREFIX}{name}")],
+    let mut c = vec![name.to_string()];
+    match MODEL_PREFIXES.iter().find_map(|p| name.strip_prefix(p)) {
+        Some(rest) => c.push(rest.to_string()),
+        None => c.extend(MODEL_PREFIXES.iter().map(|p| format!("{p}{name}"))),
     }
+    c
 }

@@ -71,17 +71,17 @@ impl Linear {
                 self.d_in()
             )));
         }
+        // Row by row of W (contiguous), so that large layers (GPT-2's LM head) stay fast.
         Ok(x.iter()
             .map(|row| {
-                (0..self.d_out())
-                    .map(|o| {
-                        row.iter()
-                            .zip(&self.weight)
-                            .map(|(a, w)| a * w[o])
-                            .sum::<f64>()
-                            + self.bias[o]
-                    })
-                    .collect()
+                let mut out = vec![0.0; self.d_out()];
+                for (a, w) in row.iter().zip(&self.weight) {
+                    for (o, wv) in out.iter_mut().zip(w) {
+                        *o += a * wv;
+                    }
+                }
+                out.iter_mut().zip(&self.bias).for_each(|(o, b)| *o += b);
+                out
             })
             .collect())
     }
