@@ -134,6 +134,40 @@ enum Cmd {
         #[arg(long)]
         model: Option<PathBuf>,
     },
+    /// GPT-2 on ciphertexts: the prompt's encrypted prefill, then greedy decoding one encrypted
+    /// token at a time with the KV cache kept by the server; the plaintext model's continuation
+    /// beside it.
+    Generate {
+        /// A Hugging Face GPT-2 directory (default: models/gpt2; `umbra gen-model --arch gpt2
+        /// --out models/gpt2` writes one at GPT-2 small's shape).
+        #[arg(long, default_value = "models/gpt2")]
+        model: PathBuf,
+        /// The prompt.
+        #[arg(long)]
+        prompt: String,
+        /// Tokens to generate.
+        #[arg(long, value_parser = at_least_one)]
+        max_new_tokens: usize,
+        /// The window T (a power of two holding prompt + new tokens; default: the smallest).
+        #[arg(long)]
+        tokens: Option<usize>,
+        /// Bootstrapping preset (see `umbra params`).
+        #[arg(long, default_value = umbra::cli::model::DEFAULT_PRESET)]
+        preset: String,
+        /// cpu, cuda, wgpu or auto (default: UMBRA_BACKEND, else auto).
+        #[arg(long)]
+        backend: Option<String>,
+        /// Worker threads (default: all cores).
+        #[arg(long, value_parser = at_least_one)]
+        threads: Option<usize>,
+        /// The exact f64 model only (no encryption).
+        #[arg(long)]
+        plaintext: bool,
+        /// One JSON object: model, prompt_tokens, new_tokens, prefill_ms, decode_ms_per_token,
+        /// bootstraps, text, plaintext_text, top1_agreement, max_logit_err, ...
+        #[arg(long)]
+        json: bool,
+    },
     /// The main job: a text through a BERT model on ciphertexts (keygen, encrypt, the encrypted
     /// encoder and pooling, decrypt, in one process), compared with the plaintext model.
     Run {
@@ -500,6 +534,39 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
             layers,
         } => model_cmd::estimate(&dir, &shape, layers)?,
         Cmd::Estimate { shape, layers, .. } => estimate(shape, layers.unwrap_or(1))?,
+        Cmd::Generate {
+            model,
+            prompt,
+            max_new_tokens,
+            tokens,
+            preset,
+            backend,
+            threads,
+            plaintext,
+            json,
+        } => {
+            set_threads(threads)?;
+            if !model.join("config.json").is_file() {
+                return Err(format!(
+                    "{}/config.json is absent: pass --model DIR (a Hugging Face GPT-2 directory)                      or write one with `umbra gen-model --arch gpt2 --out {}`",
+                    model.display(),
+                    model.display()
+                ));
+            }
+            let mut say = |line: String| eprintln!("{line}");
+            let r = umbra::cli::generate::generate(
+                &model,
+                &prompt,
+                max_new_tokens,
+                tokens,
+                &preset,
+                backend.as_deref(),
+                plaintext,
+                false,
+                &mut say,
+            )?;
+            model_cmd::print(&r, json)?
+        }
         Cmd::Run {
             model,
             text,
@@ -749,6 +816,18 @@ mod model_cmd {
     /// `umbra estimate --model DIR`.
     pub fn estimate(dir: &Path, s: &LayerShape, layers: Option<usize>) -> Result<(), String> {
         set_threads(s.threads)?;
+        if umbra::cli::generate::is_gpt2(dir) {
+            if layers.is_some() {
+                return Err("--layers: a GPT-2 estimate covers the whole model".into());
+            }
+            let r = umbra::cli::generate::estimate_model(
+                dir,
+                s.tokens,
+                &s.preset,
+                s.backend.as_deref(),
+            )?;
+            return print(&r, s.json);
+        }
         let r = model::estimate(dir, s.tokens, layers, &s.preset, s.backend.as_deref())?;
         print(&r, s.json)
     }
@@ -1094,6 +1173,50 @@ fn calibrate(
     json: bool,
 ) -> Result<(), String> {
     use umbra::models::calibration::{self, Fingerprint, Ranges};
+    if umbra::cli::generate::is_gpt2(dir) {
+        let t0 = std::time::Instant::now();
+        let (r, path) = umbra::cli::generate::calibrate(dir, sentences, margin)?;
+        let ms = t0.elapsed().as_secs_f64() * 1e3;
+        let row = serde_json::json!({
+            "model": dir.display().to_string(),
+            "file": path.display().to_string(),
+            "prompts": r.prompts,
+            "max_tokens": r.max_tokens,
+            "source": r.source,
+            "margin": r.margin,
+            "ms": ms,
+            "layers": r.layers.len(),
+        });
+        if json {
+            return emit(row.to_string());
+        }
+        emit(format!(
+            "calibrated {} on {} prompts ({}; up to {} tokens) in {ms:.0} ms: {}",
+            dir.display(),
+            r.prompts,
+            r.source,
+            r.max_tokens,
+            path.display()
+        ))?;
+        for (i, l) in r.layers.iter().enumerate() {
+            let top: Vec<String> = l
+                .residual_top_features
+                .iter()
+                .take(3)
+                .map(|(j, v)| format!("{j}: {v:.1}"))
+                .collect();
+            emit(format!(
+                "layer {i:>2}  score max-mean {:>6.2}  ln_1 |x| {:>7.2}  ln_2 |x| {:>7.2}  gelu in [{:.1}, {:.1}]  top residual features {}",
+                l.above,
+                l.ln_1.input_abs_max,
+                l.ln_2.input_abs_max,
+                l.activation.map_or(0.0, |a| a.min),
+                l.activation.map_or(0.0, |a| a.max),
+                top.join(", ")
+            ))?;
+        }
+        return Ok(());
+    }
     let (text, source) = match sentences {
         Some(p) => (
             calibration::read_sentences(p).map_err(|e| e.to_string())?,

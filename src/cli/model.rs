@@ -294,7 +294,7 @@ fn decrypt_pooled(
     Ok(finish(enc, enc.read_pooled(&slots).map_err(s)?))
 }
 
-fn progress_bar(layers: usize, what: &str) -> indicatif::ProgressBar {
+pub(crate) fn progress_bar(layers: usize, what: &str) -> indicatif::ProgressBar {
     let pb = indicatif::ProgressBar::new(layers as u64);
     pb.set_style(
         indicatif::ProgressStyle::with_template(
@@ -307,14 +307,18 @@ fn progress_bar(layers: usize, what: &str) -> indicatif::ProgressBar {
 }
 
 /// The server: an evaluator on the evaluation keys and the prepared bootstrapping circuit.
-struct Server {
-    ctx: Arc<Context>,
-    eval: Evaluator,
-    boot: Bootstrapper<crate::ckks::Plaintext>,
+pub(crate) struct Server {
+    pub(crate) ctx: Arc<Context>,
+    pub(crate) eval: Evaluator,
+    pub(crate) boot: Bootstrapper<crate::ckks::Plaintext>,
 }
 
 impl Server {
-    fn new(ctx: &Arc<Context>, keys: EvaluationKeys, pr: &BootstrapPreset) -> Result<Self, String> {
+    pub(crate) fn new(
+        ctx: &Arc<Context>,
+        keys: EvaluationKeys,
+        pr: &BootstrapPreset,
+    ) -> Result<Self, String> {
         let eval = Evaluator::new(ctx, Arc::new(keys)).map_err(s)?;
         let boot = Bootstrapper::new(&eval, &pr.boot).map_err(s)?;
         Ok(Server {

@@ -49,7 +49,7 @@ pub const DIRECT_ABOVE: f64 = 8.0;
 /// Largest |gelu - polynomial| accepted on the calibrated interval.
 pub const GELU_TOLERANCE: f64 = 1e-4;
 /// Relative precision of the inverse square roots (bits).
-const LAYERNORM_BITS: f64 = 24.0;
+pub(crate) const LAYERNORM_BITS: f64 = 24.0;
 
 /// How far each calibrated quantity is widened beyond what calibration saw: at least the ranges
 /// file's margin, and more where widening is cheap. Measured on MiniLM (120+ real sentences
@@ -81,7 +81,7 @@ pub const MARGIN_FLOORS: Margins = Margins {
     bound: 0.25,
 };
 /// GELU's interval reaches at least this far beyond what calibration saw.
-const GELU_ABS: f64 = 2.0;
+pub(crate) const GELU_ABS: f64 = 2.0;
 
 impl Margins {
     /// The floors, each raised to `file_margin`.
@@ -140,7 +140,7 @@ fn real<'a>(i: &'a Option<Interval>, what: &str, layer: usize) -> Result<&'a Int
 }
 
 /// The lowest degree in {30, 62, 126, 254} within [`GELU_TOLERANCE`] on [a, b].
-fn gelu_on(act: Activation, a: f64, b: f64) -> Result<PolyApprox, ModelError> {
+pub(crate) fn gelu_on(act: Activation, a: f64, b: f64) -> Result<PolyApprox, ModelError> {
     let (name, f): (&'static str, fn(f64) -> f64) = match act {
         Activation::GeluErf => ("gelu_erf", gelu_erf_exact),
         Activation::GeluTanh => ("gelu_tanh", gelu_tanh_exact),

@@ -58,42 +58,53 @@ impl Attention {
         x: &[Vec<f64>],
         cache: &mut LayerCache,
     ) -> Result<Vec<Vec<f64>>, ModelError> {
+        self.forward_observed(x, cache, &mut |_| {})
+    }
+
+    /// [`Attention::forward`], showing `see` the Q/K/V rows, every score row and the context.
+    pub fn forward_observed(
+        &self,
+        x: &[Vec<f64>],
+        cache: &mut LayerCache,
+        see: &mut dyn FnMut(Probe),
+    ) -> Result<Vec<Vec<f64>>, ModelError> {
         let d = self.c_proj.d_in();
         let dh = d / self.heads;
         let qkv = self.c_attn.twin(x)?;
+        see(Probe::QueryKeyValue(&qkv));
         let start = cache.keys.len();
         for row in &qkv {
             cache.keys.push(row[d..2 * d].to_vec());
             cache.values.push(row[2 * d..].to_vec());
         }
         let scale = 1.0 / (dh as f64).sqrt();
-        let context: Vec<Vec<f64>> = qkv
-            .iter()
-            .enumerate()
-            .map(|(t, row)| {
-                let visible = start + t + 1;
-                let mut out = vec![0.0; d];
-                for h in 0..self.heads {
-                    let r = h * dh..(h + 1) * dh;
-                    let q = &row[r.clone()];
-                    let scores: Vec<f64> = cache.keys[..visible]
-                        .iter()
-                        .map(|k| {
-                            q.iter().zip(&k[r.clone()]).map(|(a, b)| a * b).sum::<f64>() * scale
-                        })
-                        .collect();
-                    let mx = scores.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
-                    let e: Vec<f64> = scores.iter().map(|s| (s - mx).exp()).collect();
-                    let sum: f64 = e.iter().sum();
-                    for (p, v) in e.iter().zip(&cache.values[..visible]) {
-                        for (o, vv) in out[r.clone()].iter_mut().zip(&v[r.clone()]) {
-                            *o += p / sum * vv;
-                        }
+        let mut context = Vec::with_capacity(qkv.len());
+        for (t, row) in qkv.iter().enumerate() {
+            let visible = start + t + 1;
+            let mut out = vec![0.0; d];
+            for h in 0..self.heads {
+                let r = h * dh..(h + 1) * dh;
+                let q = &row[r.clone()];
+                let scores: Vec<f64> = cache.keys[..visible]
+                    .iter()
+                    .map(|k| q.iter().zip(&k[r.clone()]).map(|(a, b)| a * b).sum::<f64>() * scale)
+                    .collect();
+                see(Probe::Scores {
+                    head: h,
+                    scores: &scores,
+                });
+                let mx = scores.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+                let e: Vec<f64> = scores.iter().map(|s| (s - mx).exp()).collect();
+                let sum: f64 = e.iter().sum();
+                for (p, v) in e.iter().zip(&cache.values[..visible]) {
+                    for (o, vv) in out[r.clone()].iter_mut().zip(&v[r.clone()]) {
+                        *o += p / sum * vv;
                     }
                 }
-                out
-            })
-            .collect();
+            }
+            context.push(out);
+        }
+        see(Probe::Context(&context));
         Ok(self.c_proj.twin(&context)?)
     }
 }
@@ -117,10 +128,21 @@ impl Mlp {
     }
 
     pub fn forward(&self, x: &[Vec<f64>]) -> Result<Vec<Vec<f64>>, ModelError> {
+        self.forward_observed(x, &mut |_| {})
+    }
+
+    /// [`Mlp::forward`], showing `see` the activation's input and output.
+    pub fn forward_observed(
+        &self,
+        x: &[Vec<f64>],
+        see: &mut dyn FnMut(Probe),
+    ) -> Result<Vec<Vec<f64>>, ModelError> {
         let mut f = self.c_fc.twin(x)?;
+        see(Probe::ActivationInput(&f));
         f.iter_mut()
             .flatten()
             .for_each(|v| *v = self.activation.apply(*v));
+        see(Probe::ActivationOutput(&f));
         Ok(self.c_proj.twin(&f)?)
     }
 }
@@ -151,10 +173,30 @@ impl Block {
         x: &[Vec<f64>],
         cache: &mut LayerCache,
     ) -> Result<Vec<Vec<f64>>, ModelError> {
-        let a = self.attn.forward(&self.ln_1.forward(x), cache)?;
+        self.forward_observed(x, cache, &mut |_| {})
+    }
+
+    /// [`Block::forward`], showing `see` every intermediate value ([`Probe`]).
+    pub fn forward_observed(
+        &self,
+        x: &[Vec<f64>],
+        cache: &mut LayerCache,
+        see: &mut dyn FnMut(Probe),
+    ) -> Result<Vec<Vec<f64>>, ModelError> {
+        see(Probe::NormInput(Norm::Ln1, x));
+        let h = self.ln_1.forward(x);
+        see(Probe::NormOutput(Norm::Ln1, &h));
+        let a = self.attn.forward_observed(&h, cache, see)?;
+        see(Probe::BranchOutput(&a));
         let x2 = add(x, &a);
-        let f = self.mlp.forward(&self.ln_2.forward(&x2))?;
-        Ok(add(&x2, &f))
+        see(Probe::NormInput(Norm::Ln2, &x2));
+        let h2 = self.ln_2.forward(&x2);
+        see(Probe::NormOutput(Norm::Ln2, &h2));
+        let f = self.mlp.forward_observed(&h2, see)?;
+        see(Probe::BranchOutput(&f));
+        let y = add(&x2, &f);
+        see(Probe::Output(&y));
+        Ok(y)
     }
 
     /// The block as `nn::block`'s weights (c_attn split into Q, K, V), for the encrypted path.
@@ -178,6 +220,38 @@ fn add(a: &[Vec<f64>], b: &[Vec<f64>]) -> Vec<Vec<f64>> {
         .zip(b)
         .map(|(u, v)| u.iter().zip(v).map(|(p, q)| p + q).collect())
         .collect()
+}
+
+/// Which LayerNorm of a block.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Norm {
+    /// `ln_1`, before attention, on the residual stream.
+    Ln1,
+    /// `ln_2`, before the MLP, on the residual stream plus attention's output.
+    Ln2,
+}
+
+/// An intermediate value inside one block (rows of the new tokens only).
+#[derive(Clone, Copy, Debug)]
+pub enum Probe<'a> {
+    /// A LayerNorm's input (the residual stream).
+    NormInput(Norm, &'a [Vec<f64>]),
+    /// A LayerNorm's output (the input of Q/K/V or of the MLP).
+    NormOutput(Norm, &'a [Vec<f64>]),
+    /// `c_attn`'s output, Q, K and V side by side (3D per row).
+    QueryKeyValue(&'a [Vec<f64>]),
+    /// One query row of one head: q . k_u / sqrt(d_h) for the visible keys u = 0..=p.
+    Scores { head: usize, scores: &'a [f64] },
+    /// The attention's context (before `c_proj`).
+    Context(&'a [Vec<f64>]),
+    /// A branch's output before it joins the residual stream (attention's, then the MLP's).
+    BranchOutput(&'a [Vec<f64>]),
+    /// The activation's input (T x F).
+    ActivationInput(&'a [Vec<f64>]),
+    /// The activation's output (T x F).
+    ActivationOutput(&'a [Vec<f64>]),
+    /// The block's output (the next block's input).
+    Output(&'a [Vec<f64>]),
 }
 
 /// One layer's keys and values, one D-row per position so far (heads side by side).
@@ -299,6 +373,16 @@ impl Gpt2Model {
         x: Vec<Vec<f64>>,
         cache: &mut KvCache,
     ) -> Result<Vec<Vec<f64>>, ModelError> {
+        self.blocks_observed(x, cache, &mut |_, _| {})
+    }
+
+    /// [`Gpt2Model::blocks`], showing `see` each block's probes with the block's index.
+    pub fn blocks_observed(
+        &self,
+        x: Vec<Vec<f64>>,
+        cache: &mut KvCache,
+        see: &mut dyn FnMut(usize, Probe),
+    ) -> Result<Vec<Vec<f64>>, ModelError> {
         if cache.layers.len() != self.h.len() {
             return Err(ModelError::Input(format!(
                 "a cache of {} layers for a model of {}",
@@ -307,8 +391,8 @@ impl Gpt2Model {
             )));
         }
         let mut x = x;
-        for (block, layer) in self.h.iter().zip(&mut cache.layers) {
-            x = block.forward(&x, layer)?;
+        for (i, (block, layer)) in self.h.iter().zip(&mut cache.layers).enumerate() {
+            x = block.forward_observed(&x, layer, &mut |p| see(i, p))?;
         }
         Ok(x)
     }

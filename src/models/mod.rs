@@ -29,6 +29,8 @@ pub mod embedder;
 pub mod encrypted;
 pub mod generate;
 pub mod gpt2;
+pub mod gpt2_calibration;
+pub mod gpt2_encrypted;
 pub mod sample;
 pub mod sentence;
 pub mod tokenizer;

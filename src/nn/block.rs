@@ -15,12 +15,13 @@
 
 use super::approx::PolyApprox;
 use super::attention::{self, AttentionOptions};
-use super::chain::add_aligned;
+use super::chain::{add_aligned, mul_plain_down};
 use super::gelu;
 use super::layernorm::{self, LayerNormOptions};
 use super::matmul::{linear, linear_rotations, Linear};
 use super::packing::Layout;
 use crate::ckks::{Circuit, CkksError};
+use crate::math::fft::C64;
 use crate::math::sampling::Prng;
 
 /// Which block.
@@ -332,12 +333,64 @@ impl Block {
         layout: &Layout,
         h: &[C::Ct],
     ) -> Result<Vec<C::Ct>, CkksError> {
+        Ok(self.attention_branch_kv(c, layout, h, None)?.0)
+    }
+
+    /// The attention branch, also returning the K and V it attended over. With a cache
+    /// `(K, V, p)` (decode: every row of `h` is the same token), the token's key and value
+    /// replace row p of the cache and it attends to keys 0..=p.
+    #[allow(clippy::type_complexity)]
+    fn attention_branch_kv<C: Circuit>(
+        &self,
+        c: &C,
+        layout: &Layout,
+        h: &[C::Ct],
+        cache: Option<(&[C::Ct], &[C::Ct], usize)>,
+    ) -> Result<(Vec<C::Ct>, Vec<C::Ct>, Vec<C::Ct>), CkksError> {
         let (w, b) = (&self.weights, &self.bounds);
         let q = self.linear(c, layout, h, &w.q, b.qkv)?;
         let k = self.linear(c, layout, h, &w.k, b.qkv)?;
         let v = self.linear(c, layout, h, &w.v, b.qkv)?;
-        let a = attention::attention_in(c, layout, &q, &k, &v, &self.attention)?;
-        self.linear(c, layout, &a, &w.o, b.o)
+        let (k, v, options) = match cache {
+            None => (k, v, self.attention.clone()),
+            Some((ck, cv, p)) => {
+                let bound = self.attention.bound;
+                let k = write_row(c, layout, ck, &k, p, bound)?;
+                let v = write_row(c, layout, cv, &v, p, bound)?;
+                (k, v, self.decode_attention(layout, p)?)
+            }
+        };
+        // Refreshed here rather than inside `attention_in` (same bootstraps), so that the cache
+        // keeps its levels for the next decode step.
+        let bound = self.attention.bound;
+        let k = k
+            .iter()
+            .map(|ct| c.refresh(ct, 3, bound))
+            .collect::<Result<Vec<_>, _>>()?;
+        let v = v
+            .iter()
+            .map(|ct| c.refresh(ct, 2, bound))
+            .collect::<Result<Vec<_>, _>>()?;
+        let a = attention::attention_in(c, layout, &q, &k, &v, &options)?;
+        Ok((self.linear(c, layout, &a, &w.o, b.o)?, k, v))
+    }
+
+    /// Decode's attention: one query (in every row) at position p sees keys 0..=p, not causal
+    /// per row. Errors: a GPT-2 block only, p past the layout's tokens.
+    fn decode_attention(&self, layout: &Layout, p: usize) -> Result<AttentionOptions, CkksError> {
+        let t = layout.tokens_per_input();
+        if self.kind != BlockKind::Gpt2 || layout.batch != 1 || p >= t {
+            return Err(CkksError::Invalid(format!(
+                "decoding position {p} with a {:?} block of {t} positions (GPT-2, no batch)",
+                self.kind
+            )));
+        }
+        let mut o = self.attention.clone();
+        o.softmax.causal = false;
+        // All keys visible: no mask (it costs a level).
+        o.softmax.valid_keys = (p + 1 < t).then_some(p + 1);
+        o.validate()?;
+        Ok(o)
     }
 
     fn ffn_branch<C: Circuit>(
@@ -382,15 +435,120 @@ impl Block {
                 let y = Self::residual(c, &h, &f, b2)?;
                 self.ln(c, layout, &y, &w.ln2, &self.layernorm2)
             }
-            BlockKind::Gpt2 => {
-                let h = self.ln(c, layout, x, &w.ln1, &self.layernorm)?;
-                let a = self.attention_branch(c, layout, &h)?;
-                let x2 = Self::residual(c, x, &a, 2.0 * self.bound)?;
-                let h2 = self.ln(c, layout, &x2, &w.ln2, &self.layernorm2)?;
-                let f = self.ffn_branch(c, layout, &h2)?;
-                Self::residual(c, &x2, &f, 2.0 * self.bound)
-            }
+            BlockKind::Gpt2 => Ok(self.gpt2_cached(c, layout, x, None)?.0),
         }
+    }
+
+    /// GPT-2 prefill: [`Block::forward`] that also returns the block's K and V (the KV cache,
+    /// T x D each in `layout`; rows at or past the real length are padding, masked later).
+    /// Errors: as `forward`; a BERT block.
+    #[allow(clippy::type_complexity)]
+    pub fn prefill<C: Circuit>(
+        &self,
+        c: &C,
+        layout: &Layout,
+        x: &[C::Ct],
+    ) -> Result<(Vec<C::Ct>, Vec<C::Ct>, Vec<C::Ct>), CkksError> {
+        self.gpt2_cached(c, layout, x, None)
+    }
+
+    /// GPT-2 decode of one token at position p: `x` holds that token's row in every row of
+    /// `layout`; `k`, `v` are the cache (rows < p real). Returns the block's output (the token's
+    /// row in every row) and the cache with row p written. Errors: as `forward`; a BERT block,
+    /// p at or past the layout's tokens, a cache of another shape.
+    #[allow(clippy::type_complexity)]
+    pub fn decode<C: Circuit>(
+        &self,
+        c: &C,
+        layout: &Layout,
+        x: &[C::Ct],
+        k: &[C::Ct],
+        v: &[C::Ct],
+        p: usize,
+    ) -> Result<(Vec<C::Ct>, Vec<C::Ct>, Vec<C::Ct>), CkksError> {
+        super::packing::check_layout(c, layout, k)?;
+        super::packing::check_layout(c, layout, v)?;
+        self.gpt2_cached(c, layout, x, Some((k, v, p)))
+    }
+
+    #[allow(clippy::type_complexity)]
+    fn gpt2_cached<C: Circuit>(
+        &self,
+        c: &C,
+        layout: &Layout,
+        x: &[C::Ct],
+        cache: Option<(&[C::Ct], &[C::Ct], usize)>,
+    ) -> Result<(Vec<C::Ct>, Vec<C::Ct>, Vec<C::Ct>), CkksError> {
+        self.validate(layout)?;
+        super::packing::check_layout(c, layout, x)?;
+        if self.kind != BlockKind::Gpt2 {
+            return Err(CkksError::Invalid(
+                "a KV cache is GPT-2's (a BERT block has none)".into(),
+            ));
+        }
+        let w = &self.weights;
+        let h = self.ln(c, layout, x, &w.ln1, &self.layernorm)?;
+        let (a, k, v) = self.attention_branch_kv(c, layout, &h, cache)?;
+        let x2 = Self::residual(c, x, &a, 2.0 * self.bound)?;
+        let h2 = self.ln(c, layout, &x2, &w.ln2, &self.layernorm2)?;
+        let f = self.ffn_branch(c, layout, &h2)?;
+        Ok((Self::residual(c, &x2, &f, 2.0 * self.bound)?, k, v))
+    }
+
+    /// The twin of [`Block::prefill`] (p = None) and [`Block::decode`] (`cache` = (K, V, p)).
+    #[allow(clippy::type_complexity)]
+    pub fn twin_cached(
+        &self,
+        layout: &Layout,
+        x: &[Vec<f64>],
+        cache: Option<(&[Vec<f64>], &[Vec<f64>], usize)>,
+    ) -> Result<(Vec<Vec<f64>>, Vec<Vec<f64>>, Vec<Vec<f64>>), CkksError> {
+        self.validate(layout)?;
+        if self.kind != BlockKind::Gpt2 {
+            return Err(CkksError::Invalid(
+                "a KV cache is GPT-2's (a BERT block has none)".into(),
+            ));
+        }
+        let (w, bd) = (&self.weights, &self.bounds);
+        let check = super::chain::check_bound_twin;
+        let lin = |x: &[Vec<f64>], l: &Linear| -> Result<Vec<Vec<f64>>, CkksError> {
+            let li = layout.with_features(l.d_in());
+            let y = l.twin(&li.unpack(x)?)?;
+            li.with_features(l.d_out()).pack(&y)
+        };
+        let add = |a: &[Vec<f64>], b: &[Vec<f64>]| -> Vec<Vec<f64>> {
+            a.iter()
+                .zip(b)
+                .map(|(u, v)| u.iter().zip(v).map(|(p, q)| p + q).collect())
+                .collect()
+        };
+        let res = 2.0 * self.bound;
+        check("residual stream", x, res)?;
+        let h = layernorm::layernorm_twin(layout, x, &w.ln1.0, &w.ln1.1, &self.layernorm)?;
+        check("Q/K/V input", &h, bd.qkv)?;
+        let (q, k, v) = (lin(&h, &w.q)?, lin(&h, &w.k)?, lin(&h, &w.v)?);
+        let (k, v, options) = match cache {
+            None => (k, v, self.attention.clone()),
+            Some((ck, cv, p)) => (
+                write_row_twin(layout, ck, &k, p)?,
+                write_row_twin(layout, cv, &v, p)?,
+                self.decode_attention(layout, p)?,
+            ),
+        };
+        let a = attention::attention_twin(layout, &q, &k, &v, &options)?;
+        check("attention context", &a, bd.o)?;
+        let a = lin(&a, &w.o)?;
+        check("attention output", &a, res)?;
+        let x2 = add(x, &a);
+        check("residual stream", &x2, res)?;
+        let h2 = layernorm::layernorm_twin(layout, &x2, &w.ln2.0, &w.ln2.1, &self.layernorm2)?;
+        check("feed-forward input", &h2, bd.ff1)?;
+        let f = lin(&h2, &w.ff1)?;
+        let g = gelu::gelu_twin(&layout.with_features(w.ffn()), &f, &self.gelu)?;
+        check("activation output", &g, bd.ff2)?;
+        let f = lin(&g, &w.ff2)?;
+        check("feed-forward output", &f, res)?;
+        Ok((add(&x2, &f), k, v))
     }
 
     /// The f64 twin on slot vectors (same packing and approximations; bootstraps are identity).
@@ -434,11 +592,7 @@ impl Block {
                 let h = ln(&add(x, &attn(x)?), &w.ln1, o1)?;
                 ln(&add(&h, &ffn(&h)?), &w.ln2, o2)
             }
-            BlockKind::Gpt2 => {
-                let x2 = add(x, &attn(&ln(x, &w.ln1, o1)?)?);
-                let f = ffn(&ln(&x2, &w.ln2, o2)?)?;
-                Ok(add(&x2, &f))
-            }
+            BlockKind::Gpt2 => Ok(self.twin_cached(layout, x, None)?.0),
         }
     }
 
@@ -505,4 +659,66 @@ impl Block {
         r.dedup();
         Ok(r)
     }
+}
+
+/// The 0/1 slot mask of token row `p` (of each input) in `layout`'s ciphertexts.
+fn row_mask(layout: &Layout, p: usize) -> Vec<C64> {
+    let (t, tin) = (layout.tokens, layout.tokens_per_input());
+    (0..layout.slots())
+        .map(|s| C64::new(if (s % t) % tin == p { 1.0 } else { 0.0 }, 0.0))
+        .collect()
+}
+
+/// `cache` with token row p replaced by `new`'s row p: cache (1 - m_p) + new m_p, one level
+/// below the lower of the two (each refreshed with `bound` first when at level 0).
+fn write_row<C: Circuit>(
+    c: &C,
+    layout: &Layout,
+    cache: &[C::Ct],
+    new: &[C::Ct],
+    p: usize,
+    bound: f64,
+) -> Result<Vec<C::Ct>, CkksError> {
+    if cache.len() != new.len() {
+        return Err(CkksError::Invalid(format!(
+            "a cache of {} ciphertexts for rows of {}",
+            cache.len(),
+            new.len()
+        )));
+    }
+    let keep = row_mask(layout, p);
+    let put: Vec<C64> = keep.iter().map(|m| C64::new(m.re, 0.0)).collect();
+    let keep: Vec<C64> = keep.iter().map(|m| C64::new(1.0 - m.re, 0.0)).collect();
+    cache
+        .iter()
+        .zip(new)
+        .map(|(old, row)| {
+            let old = mul_plain_down(c, &c.refresh(old, 1, bound)?, &keep)?;
+            let row = mul_plain_down(c, &c.refresh(row, 1, bound)?, &put)?;
+            add_aligned(c, &old, &row)
+        })
+        .collect()
+}
+
+/// The twin of `write_row`.
+fn write_row_twin(
+    layout: &Layout,
+    cache: &[Vec<f64>],
+    new: &[Vec<f64>],
+    p: usize,
+) -> Result<Vec<Vec<f64>>, CkksError> {
+    super::packing::check_slots(layout, cache)?;
+    super::packing::check_slots(layout, new)?;
+    let m = row_mask(layout, p);
+    Ok(cache
+        .iter()
+        .zip(new)
+        .map(|(old, row)| {
+            old.iter()
+                .zip(row)
+                .zip(&m)
+                .map(|((o, r), m)| if m.re == 1.0 { *r } else { *o })
+                .collect()
+        })
+        .collect())
 }

@@ -9,6 +9,7 @@ pub mod block;
 pub mod chain;
 pub mod gelu;
 pub mod layernorm;
+pub mod lm_head;
 pub mod matmul;
 pub mod packing;
 pub mod planner;
