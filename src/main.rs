@@ -160,6 +160,10 @@ enum Cmd {
         /// Worker threads (default: all cores).
         #[arg(long, value_parser = at_least_one)]
         threads: Option<usize>,
+        /// The server also takes the argmax over the whole vocabulary on ciphertexts; the client
+        /// decrypts only its one-hot, never the logits (max_logit_err is then null).
+        #[arg(long)]
+        argmax: bool,
         /// The exact f64 model only (no encryption).
         #[arg(long)]
         plaintext: bool,
@@ -211,9 +215,13 @@ enum Cmd {
         /// twin (the same packing and approximations in f64) or encrypted.
         #[arg(long, default_value = "twin")]
         mode: String,
-        /// Every sentence padded (or truncated) to T tokens.
+        /// Every sentence padded (or truncated) to T tokens (GPT-2: the window, prompt + new
+        /// tokens).
         #[arg(long, default_value_t = 128)]
         tokens: usize,
+        /// GPT-2: tokens decoded after each prompt (the positions compared per prompt).
+        #[arg(long, default_value_t = 10, value_parser = at_least_one)]
+        max_new_tokens: usize,
         /// Only the first N sentences.
         #[arg(long, value_parser = at_least_one)]
         limit: Option<usize>,
@@ -542,6 +550,7 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
             preset,
             backend,
             threads,
+            argmax,
             plaintext,
             json,
         } => {
@@ -561,6 +570,7 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
                 tokens,
                 &preset,
                 backend.as_deref(),
+                argmax,
                 plaintext,
                 false,
                 &mut say,
@@ -588,6 +598,7 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
             sentences,
             mode,
             tokens,
+            max_new_tokens,
             limit,
             preset,
             backend,
@@ -595,6 +606,24 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
             json,
         } => {
             set_threads(threads)?;
+            if umbra::cli::generate::is_gpt2(&model) {
+                if mode != "twin" {
+                    return Err(format!(
+                        "--mode {mode} on a GPT-2 model: eval runs the twin; `umbra generate` \
+                         runs the encrypted model"
+                    ));
+                }
+                let r = umbra::cli::generate::eval_twin(
+                    &model,
+                    &sentences,
+                    tokens,
+                    max_new_tokens,
+                    limit,
+                    &preset,
+                )?;
+                model_cmd::print(&r, json)?;
+                return Ok(ExitCode::SUCCESS);
+            }
             let r = umbra::cli::model::eval(
                 &model,
                 &sentences,

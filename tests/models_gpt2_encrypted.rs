@@ -129,7 +129,7 @@ fn encrypted_prefill_and_decode_with_a_serialized_cache() {
     let ids = t.encode("Hello world, this is").unwrap().ids;
     let mut plain_cache = m.new_cache();
     let mut plain = m.forward(&ids, &mut plain_cache).unwrap().pop().unwrap();
-    let mut logits = s.prefill(&ids).unwrap();
+    let mut logits = s.prefill(&ids).unwrap().logits.unwrap();
     assert!(s.bootstraps > 0);
     for step in 0..4 {
         let err = umbra::cli::generate::relative_logit_err(&logits, &plain);
@@ -147,7 +147,7 @@ fn encrypted_prefill_and_decode_with_a_serialized_cache() {
         assert_eq!(bytes.len(), 2 * 2 * s.enc.layout.cts());
         s.restore_cache(&bytes).unwrap();
         let p = ids.len() + step;
-        logits = s.decode(next, p).unwrap();
+        logits = s.decode(next, p).unwrap().logits.unwrap();
         plain = m.forward(&[next], &mut plain_cache).unwrap().pop().unwrap();
     }
     // A truncated cache and a position outside the window are refused.
@@ -156,4 +156,99 @@ fn encrypted_prefill_and_decode_with_a_serialized_cache() {
     assert!(e.contains("KV cache"), "{e}");
     let e = s.decode(11, 8).unwrap_err();
     assert!(e.contains("position 8"), "{e}");
+}
+
+/// The encrypted argmax over more logits than a ciphertext holds (4500 logits in three
+/// ciphertexts of 2048 slots, insecure N = 2^12 with bootstrapping): the right one-hot when the
+/// top logit leads by the gap, wherever it sits; on an exact tie every tied slot is marked and the
+/// lowest id is the documented choice.
+#[test]
+fn encrypted_argmax_over_three_ciphertexts() {
+    use std::sync::Arc;
+    use umbra::ckks::bootstrap::{gen_bootstrap_keys_at, preset, Refreshing};
+    use umbra::ckks::{
+        Bootstrapper, Context, Decryptor, Encoder, Encryptor, Evaluator, KeyGenerator, Parameters,
+    };
+    use umbra::math::fft::C64;
+    use umbra::nn::argmax::{argmax_multi, argmax_multi_twin, rotations, ArgmaxOptions};
+
+    let pr = preset("N12_QP1654_L9_S50_boot_insecure").unwrap();
+    let params = Parameters::new(pr.params.clone()).unwrap();
+    let ctx = Context::new(params.clone(), umbra::backend::Device::Cpu).unwrap();
+    let s = params.max_slots();
+    let mut kg = KeyGenerator::new(&ctx);
+    let (sk, _) = kg.gen_secret_key_seeded();
+    let top = params.compute_top_level();
+    let rots: Vec<(i64, usize)> = rotations(s).into_iter().map(|r| (r, top)).collect();
+    let keys = gen_bootstrap_keys_at(&mut kg, &sk, &params, &pr.boot, &rots).unwrap();
+    let eval = Evaluator::new(&ctx, Arc::new(keys)).unwrap();
+    let boot = Bootstrapper::new(&eval, &pr.boot).unwrap();
+    let o = ArgmaxOptions::new(8.0, 2.0, 12.0).unwrap();
+    let count = 4500;
+    let mut rng = 7u64;
+    let mut uniform = || {
+        rng = rng
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        ((rng >> 11) as f64 / (1u64 << 53) as f64) * 10.0 - 7.0 // [-7, 3]
+    };
+    let base: Vec<f64> = (0..count).map(|_| uniform()).collect();
+    let run = |logits: &[f64]| -> Vec<f64> {
+        let mut slots = logits.to_vec();
+        slots.resize(3 * s, 0.0);
+        let enc = Encoder::new(&ctx);
+        let mut encryptor = Encryptor::secret(&ctx);
+        let cts: Vec<_> = slots
+            .chunks(s)
+            .map(|v| {
+                let c: Vec<C64> = v.iter().map(|&a| C64::new(a, 0.0)).collect();
+                encryptor
+                    .encrypt_sk(&enc.encode_complex(&c, top, None).unwrap(), &sk)
+                    .unwrap()
+            })
+            .collect();
+        let r = Refreshing::new(&eval, &boot);
+        let out = argmax_multi(&r, &cts, count, &o).unwrap();
+        let twin = argmax_multi_twin(
+            &slots.chunks(s).map(<[f64]>::to_vec).collect::<Vec<_>>(),
+            count,
+            &o,
+        )
+        .unwrap();
+        let dec = Decryptor::new(&ctx);
+        let got: Vec<f64> = out
+            .iter()
+            .flat_map(|ct| {
+                let mut v = dec.decrypt(ct, &sk).unwrap();
+                v.truncate(s);
+                v
+            })
+            .collect();
+        let err = got
+            .iter()
+            .zip(twin.iter().flatten())
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0, f64::max);
+        assert!(err < 2f64.powi(-6), "encrypted vs twin: {err}");
+        got[..count].to_vec()
+    };
+    let marked = |v: &[f64]| -> Vec<usize> { (0..v.len()).filter(|&i| v[i] > 0.5).collect() };
+    // A winner in the last ciphertext, then one in the first.
+    for win in [4200usize, 100] {
+        let mut l = base.clone();
+        l[win] = 6.0;
+        let got = run(&l);
+        assert_eq!(marked(&got), vec![win], "winner {win}");
+        assert!(got
+            .iter()
+            .enumerate()
+            .all(|(i, v)| i == win || v.abs() < 0.1));
+    }
+    // An exact tie across the two ciphertexts: both marked; the client takes the lowest id.
+    let mut l = base.clone();
+    l[300] = 6.0;
+    l[4400] = 6.0;
+    let got = run(&l);
+    assert_eq!(marked(&got), vec![300, 4400]);
+    assert_eq!(marked(&got)[0], argmax(&l) as usize);
 }

@@ -16,7 +16,7 @@ use crate::ckks::bootstrap::{gen_bootstrap_keys_at, BootstrapPreset, Refreshing}
 use crate::ckks::serialize::Serial;
 use crate::ckks::{
     Ciphertext, CkksError, Context, Decryptor, Encoder, Encryptor, KeyGenerator, Parameters,
-    SecretKey,
+    SecretKey, SimCiphertext, Simulator,
 };
 use crate::math::fft::C64;
 use crate::models::calibration::{read_sentences, Fingerprint, DEFAULT_MARGIN};
@@ -147,6 +147,9 @@ pub struct Session<'a> {
     sk: SecretKey,
     server: Server,
     cache: Option<Vec<LayerKv<Ciphertext>>>,
+    /// Whether the server also runs the encrypted argmax and the client decrypts only its
+    /// one-hot (`--argmax`): the logits never leave the ciphertexts.
+    pub argmax: bool,
     /// Bootstraps of the last step.
     pub bootstraps: usize,
     /// Wall time of the last step's server work (ms).
@@ -190,6 +193,7 @@ impl<'a> Session<'a> {
             sk,
             server,
             cache: None,
+            argmax: false,
             bootstraps: 0,
             server_ms: 0.0,
             quiet,
@@ -213,19 +217,39 @@ impl<'a> Session<'a> {
             .map_err(s)
     }
 
-    /// Client: the logits from their ciphertexts.
-    fn decrypt(&self, cts: &[Ciphertext]) -> Result<Vec<f64>, String> {
+    /// Client: the slot vectors of ciphertexts.
+    fn decrypt(&self, cts: &[Ciphertext]) -> Result<Vec<Vec<f64>>, String> {
         let dec = Decryptor::new(&self.ctx);
-        let slots: Vec<Vec<f64>> = cts
-            .iter()
+        cts.iter()
             .map(|ct| {
                 let mut v = dec.decrypt(ct, &self.sk)?;
                 v.truncate(ct.slots);
                 Ok(v)
             })
             .collect::<Result<_, CkksError>>()
-            .map_err(s)?;
-        self.enc.read_logits(&slots).map_err(s)
+            .map_err(s)
+    }
+
+    /// Server (the argmax, with `argmax`) and client: the step's output from its logit
+    /// ciphertexts.
+    fn finish<C: crate::ckks::Circuit<Ct = Ciphertext>>(
+        &self,
+        c: &C,
+        logits: Vec<Ciphertext>,
+    ) -> Result<Step, String> {
+        if self.argmax {
+            let onehot = self.enc.argmax(c, &logits).map_err(s)?;
+            let token = self.enc.read_choice(&self.decrypt(&onehot)?).map_err(s)?;
+            return Ok(Step {
+                logits: None,
+                token,
+            });
+        }
+        let logits = self.enc.read_logits(&self.decrypt(&logits)?).map_err(s)?;
+        Ok(Step {
+            token: argmax(&logits),
+            logits: Some(logits),
+        })
     }
 
     fn bar(&self, what: &str) -> indicatif::ProgressBar {
@@ -236,8 +260,8 @@ impl<'a> Session<'a> {
         }
     }
 
-    /// Client + server: the prompt's logits (its last token's), the cache kept server side.
-    pub fn prefill(&mut self, ids: &[u32]) -> Result<Vec<f64>, String> {
+    /// Client + server: the prompt's last token's output, the cache kept server side.
+    pub fn prefill(&mut self, ids: &[u32]) -> Result<Step, String> {
         let rows = self.enc.prompt_rows(&self.loaded.model, ids).map_err(s)?;
         let x = self.encrypt(&rows)?;
         let r = Refreshing::new(&self.server.eval, &self.server.boot);
@@ -247,17 +271,18 @@ impl<'a> Session<'a> {
             .enc
             .prefill(&r, &x, ids.len(), &mut |_| pb.inc(1))
             .map_err(s)?;
+        let out = self.finish(&r, logits);
         self.ctx.backend.synchronize();
         self.server_ms = t.elapsed().as_secs_f64() * 1e3;
         pb.finish_and_clear();
         self.bootstraps = r.bootstraps();
         self.cache = Some(cache);
-        self.decrypt(&logits)
+        out
     }
 
-    /// Client + server: token `id` at position p; its logits. Errors: no prefill yet, p outside
+    /// Client + server: token `id` at position p; its output. Errors: no prefill yet, p outside
     /// the window.
-    pub fn decode(&mut self, id: u32, p: usize) -> Result<Vec<f64>, String> {
+    pub fn decode(&mut self, id: u32, p: usize) -> Result<Step, String> {
         let rows = self.enc.token_rows(&self.loaded.model, id, p).map_err(s)?;
         let x = self.encrypt(&rows)?;
         let mut cache = self
@@ -269,12 +294,12 @@ impl<'a> Session<'a> {
         let t = Instant::now();
         let out = self.enc.decode(&r, &x, &mut cache, p, &mut |_| pb.inc(1));
         self.cache = Some(cache);
-        let logits = out.map_err(s)?;
+        let out = self.finish(&r, out.map_err(s)?);
         self.ctx.backend.synchronize();
         self.server_ms = t.elapsed().as_secs_f64() * 1e3;
         pb.finish_and_clear();
         self.bootstraps = r.bootstraps();
-        self.decrypt(&logits)
+        out
     }
 
     /// The server's KV cache serialized (per layer K's ciphertexts, then V's; D9 framing).
@@ -318,6 +343,13 @@ impl<'a> Session<'a> {
         );
         Ok(())
     }
+}
+
+/// One step's output on the client: the chosen token and, without `--argmax`, the logits.
+#[derive(Clone, Debug)]
+pub struct Step {
+    pub logits: Option<Vec<f64>>,
+    pub token: u32,
 }
 
 /// What `umbra generate --json` prints.
@@ -371,30 +403,45 @@ pub fn relative_logit_err(a: &[f64], b: &[f64]) -> f64 {
     e / std_dev(b)
 }
 
+/// An estimate: server milliseconds and bootstraps.
+pub type Estimated = (f64, usize);
+
 /// Estimated server time of a prefill and of one decode step at position `tokens - 1` (the
-/// planner on the simulator, the cost model timed on `ctx`), with their bootstraps.
+/// planner on the simulator, the cost model timed on `ctx`), with their bootstraps; each with
+/// the encrypted argmax when `with_argmax`.
 pub fn estimate(
     enc: &EncryptedGpt2,
     ctx: &Arc<Context>,
     pr: &BootstrapPreset,
     params: &Arc<Parameters>,
-) -> Result<((f64, usize), (f64, usize)), String> {
+    with_argmax: bool,
+) -> Result<(Estimated, Estimated), String> {
     let cts = enc.layout.cts();
     let t = enc.tokens();
     let ck = |e: ModelError| match e {
         ModelError::Layer(e) => e,
         other => CkksError::Invalid(other.to_string()),
     };
+    let out = |c: &Refreshing<'_, Simulator>, l: Vec<SimCiphertext>| {
+        if with_argmax {
+            enc.argmax(c, &l).map_err(ck)
+        } else {
+            Ok(l)
+        }
+    };
     let pre = planner::plan(params, &pr.boot, cts, params.max_slots(), |c, x| {
-        enc.prefill(c, x, t - 1, &mut |_| {})
-            .map(|r| r.0)
-            .map_err(ck)
+        let l = enc.prefill(c, x, t - 1, &mut |_| {}).map_err(ck)?.0;
+        out(c, l)
     })
     .map_err(|e| format!("planning the prefill: {e}"))?;
     // A decode step after a prefill, less the prefill.
     let both = planner::plan(params, &pr.boot, cts, params.max_slots(), |c, x| {
-        let (_, mut cache) = enc.prefill(c, x, t - 1, &mut |_| {}).map_err(ck)?;
-        enc.decode(c, x, &mut cache, t - 1, &mut |_| {}).map_err(ck)
+        let (l, mut cache) = enc.prefill(c, x, t - 1, &mut |_| {}).map_err(ck)?;
+        out(c, l)?;
+        let l = enc
+            .decode(c, x, &mut cache, t - 1, &mut |_| {})
+            .map_err(ck)?;
+        out(c, l)
     })
     .map_err(|e| format!("planning a decode step: {e}"))?;
     let pre_ms = estimate_ms(ctx, pr, &pre)?;
@@ -416,6 +463,7 @@ pub fn generate(
     tokens: Option<usize>,
     preset_name: &str,
     backend: Option<&str>,
+    encrypted_argmax: bool,
     plaintext_only: bool,
     quiet: bool,
     say: &mut dyn FnMut(String),
@@ -475,9 +523,15 @@ pub fn generate(
     }
     let tk = Instant::now();
     let mut session = Session::new(&loaded, t, preset_name, backend, quiet)?;
+    session.argmax = encrypted_argmax;
     let keygen_ms = tk.elapsed().as_secs_f64() * 1e3;
-    let ((pre_ms, pre_boot), (dec_ms, dec_boot)) =
-        estimate(&session.enc, &session.ctx, &session.preset, &session.params)?;
+    let ((pre_ms, pre_boot), (dec_ms, dec_boot)) = estimate(
+        &session.enc,
+        &session.ctx,
+        &session.preset,
+        &session.params,
+        encrypted_argmax,
+    )?;
     say(format!(
         "estimate: prefill {:.1} s ({pre_boot} bootstraps), then {:.1} s per token ({dec_boot} \
          bootstraps) at a window of {t} tokens ({} in the prompt), {} layers, on {} with {} \
@@ -495,13 +549,15 @@ pub fn generate(
         .map_err(s)?
         .pop()
         .ok_or("no logits")?;
-    let mut logits = session.prefill(&ids)?;
+    let mut got = session.prefill(&ids)?;
     report.prefill_ms = session.server_ms;
     report.bootstraps.push(session.bootstraps);
     let (mut agree, mut worst, mut out) = (0usize, 0.0f64, Vec::with_capacity(max_new));
     for step in 0..max_new {
-        worst = worst.max(relative_logit_err(&logits, &plain));
-        let next = argmax(&logits);
+        if let Some(l) = &got.logits {
+            worst = worst.max(relative_logit_err(l, &plain));
+        }
+        let next = got.token;
         agree += usize::from(next == argmax(&plain));
         out.push(next);
         say(format!("token {}: {:?}", step + 1, decode(&[next])?));
@@ -509,7 +565,7 @@ pub fn generate(
             break;
         }
         let p = ids.len() + step;
-        logits = session.decode(next, p)?;
+        got = session.decode(next, p)?;
         report.decode_ms_per_token.push(session.server_ms);
         report.bootstraps.push(session.bootstraps);
         plain = m
@@ -527,7 +583,7 @@ pub fn generate(
     report.text = decode(&out)?;
     report.ids = out;
     report.top1_agreement = Some(agree as f64 / max_new as f64);
-    report.max_logit_err = Some(worst);
+    report.max_logit_err = (!encrypted_argmax).then_some(worst);
     report.peak_rss_bytes = crate::cli::tooling::bench::peak_rss_bytes();
     Ok(report)
 }
@@ -565,7 +621,7 @@ pub fn estimate_model(
         EncryptedGpt2::new(&loaded.model, &loaded.ranges, tokens, params.max_slots()).map_err(s)?;
     let device = Device::choose(backend).map_err(s)?;
     let ctx = Context::new(params.clone(), device).map_err(s)?;
-    let ((pre, pre_b), (dec, dec_b)) = estimate(&enc, &ctx, &pr, &params)?;
+    let ((pre, pre_b), (dec, dec_b)) = estimate(&enc, &ctx, &pr, &params, false)?;
     Ok(Gpt2Estimate {
         model: dir.display().to_string(),
         tokens,
@@ -577,5 +633,131 @@ pub fn estimate_model(
         prefill_bootstraps: pre_b,
         decode_ms_per_token: dec,
         decode_bootstraps_per_token: dec_b,
+    })
+}
+
+/// What `umbra eval` prints for a GPT-2 directory (twin mode).
+#[derive(Clone, Debug, Serialize)]
+pub struct Gpt2EvalReport {
+    pub model: String,
+    pub sentences: String,
+    pub mode: String,
+    /// The window T.
+    pub tokens: usize,
+    pub preset: String,
+    /// Prompts run, prompts cut to fit the window.
+    pub prompts: usize,
+    pub truncated: usize,
+    pub new_tokens: usize,
+    /// Positions compared: new_tokens per prompt (the prefill's prediction and each decode
+    /// step's), the plaintext model's choice fed back (the same prefix for both).
+    pub positions: usize,
+    pub top1_agreement: f64,
+    /// Largest |twin - plaintext| logit over the logits' standard deviation.
+    pub max_logit_err: f64,
+    /// Prompts whose activations left an approximation's interval (the twin stopped there).
+    pub out_of_range: usize,
+    pub out_of_range_examples: Vec<String>,
+    pub ms: f64,
+}
+
+/// `umbra eval --mode twin` on a GPT-2 directory: each prompt (cut to T - max_new + 1 tokens)
+/// prefilled and decoded `max_new` steps by the twin of the encrypted model at a window of T in
+/// `preset_name`'s slots, against the plaintext model on the same prefix. Prompts in parallel.
+pub fn eval_twin(
+    dir: &Path,
+    sentences: &Path,
+    tokens: usize,
+    max_new: usize,
+    limit: Option<usize>,
+    preset_name: &str,
+) -> Result<Gpt2EvalReport, String> {
+    use rayon::prelude::*;
+    let loaded = load(dir)?;
+    let (_, params) = preset(preset_name)?;
+    let m = &loaded.model;
+    let mut prompts = read_sentences(sentences).map_err(s)?;
+    if let Some(l) = limit {
+        prompts.truncate(l);
+    }
+    if max_new == 0 || max_new >= tokens {
+        return Err(format!(
+            "--max-new-tokens {max_new} in a window of {tokens}: need 1..{tokens}"
+        ));
+    }
+    let enc = EncryptedGpt2::new(m, &loaded.ranges, tokens, params.max_slots()).map_err(s)?;
+    let keep = tokens - max_new + 1;
+    let t0 = Instant::now();
+    type One = Result<(usize, f64, bool, Option<String>), String>;
+    let one = |text: &String| -> One {
+        let mut ids = loaded.tokenizer.encode(text).map_err(s)?.ids;
+        let cut = ids.len() > keep;
+        ids.truncate(keep);
+        if ids.is_empty() {
+            return Err(format!("the prompt {text:?} has no tokens"));
+        }
+        let mut pc = m.new_cache();
+        let mut plain = m
+            .forward(&ids, &mut pc)
+            .map_err(s)?
+            .pop()
+            .ok_or("no logits")?;
+        let rows = enc.prompt_rows(m, &ids).map_err(s)?;
+        let (mut logits, mut cache) = match enc.prefill_twin(&rows, ids.len()) {
+            Ok(r) => r,
+            Err(ModelError::Layer(CkksError::OutOfRange(e))) => {
+                return Ok((0, 0.0, cut, Some(format!("{text:?}: prefill: {e}"))))
+            }
+            Err(e) => return Err(e.to_string()),
+        };
+        let (mut agree, mut worst) = (0, 0.0f64);
+        for step in 0..max_new {
+            worst = worst.max(relative_logit_err(&logits, &plain));
+            let next = argmax(&plain);
+            agree += usize::from(argmax(&logits) == next);
+            if step + 1 == max_new {
+                break;
+            }
+            let p = ids.len() + step;
+            let rows = enc.token_rows(m, next, p).map_err(s)?;
+            logits = match enc.decode_twin(&rows, &mut cache, p) {
+                Ok(l) => l,
+                Err(ModelError::Layer(CkksError::OutOfRange(e))) => {
+                    return Ok((
+                        agree,
+                        worst,
+                        cut,
+                        Some(format!("{text:?}: position {p}: {e}")),
+                    ))
+                }
+                Err(e) => return Err(e.to_string()),
+            };
+            plain = m
+                .forward(&[next], &mut pc)
+                .map_err(s)?
+                .pop()
+                .ok_or("no logits")?;
+        }
+        Ok((agree, worst, cut, None))
+    };
+    let runs = prompts.par_iter().map(one).collect::<Result<Vec<_>, _>>()?;
+    let positions = prompts.len() * max_new;
+    let agree: usize = runs.iter().map(|r| r.0).sum();
+    let examples: Vec<String> = runs.iter().filter_map(|r| r.3.clone()).collect();
+    Ok(Gpt2EvalReport {
+        model: dir.display().to_string(),
+        sentences: sentences.display().to_string(),
+        mode: "twin".into(),
+        tokens,
+        preset: preset_name.into(),
+        prompts: prompts.len(),
+        truncated: runs.iter().filter(|r| r.2).count(),
+        new_tokens: max_new,
+        positions,
+        top1_agreement: agree as f64 / positions as f64,
+        max_logit_err: runs.iter().fold(0.0, |a, r| a.max(r.1)),
+        out_of_range: examples.len(),
+        out_of_range_examples: examples.into_iter().take(10).collect(),
+        ms: t0.elapsed().as_secs_f64() * 1e3,
     })
 }

@@ -34,6 +34,7 @@ use super::gpt2::Gpt2Model;
 use super::gpt2_calibration::{Gpt2Ranges, LayerRanges, NormRange};
 use super::ModelError;
 use crate::ckks::{Circuit, CkksError};
+use crate::nn::argmax::{self, ArgmaxOptions};
 use crate::nn::attention::AttentionOptions;
 use crate::nn::block::{Block, BlockKind, LinearBounds};
 use crate::nn::layernorm::{self, LayerNormOptions};
@@ -179,7 +180,21 @@ pub struct EncryptedGpt2 {
     pub head_bound: f64,
     /// |x| bound of the last block's output (the replication's bootstrap at prefill).
     pub output_bound: f64,
+    /// The encrypted argmax over the vocabulary (`--argmax`): logits within the calibrated
+    /// bound, decided when the top one leads by [`ARGMAX_GAP`].
+    pub argmax: ArgmaxOptions,
 }
+
+/// GPT-2's softmax shift margin (BERT's is 0.25): decoding after real prompts meets score rows
+/// wider than calibration saw (the generated GPT-2 small, 24 pyjokes prompts x 10 tokens, the
+/// ranges with continuations: one row 0.5 past max - mean x 1.25 in layer 2, i.e. x 1.4). A wider
+/// shift costs precision: at x 2 the twin's logit error grew from 0.0034 to 0.17 of the logits'
+/// standard deviation (top-1 agreement 0.9875).
+pub const ABOVE_MARGIN: f64 = 0.5;
+
+/// The lead (logit units) the encrypted argmax resolves; closer logits are ties (all marked,
+/// the lowest id taken: `nn::argmax` module docs).
+pub const ARGMAX_GAP: f64 = 0.25;
 
 impl EncryptedGpt2 {
     /// The model at a window of `tokens` positions (prompt + new tokens; a power of two at most
@@ -208,7 +223,8 @@ impl EncryptedGpt2 {
         }
         let layout = Layout::new(tokens, c.hidden, max_slots).map_err(nn)?;
         crate::nn::attention::head_dim(&layout, c.heads).map_err(nn)?;
-        let mg = Margins::with_file_margin(ranges.margin);
+        let mut mg = Margins::with_file_margin(ranges.margin);
+        mg.above = mg.above.max(ABOVE_MARGIN);
         let blocks = ranges
             .layers
             .iter()
@@ -225,6 +241,16 @@ impl EncryptedGpt2 {
             .map(|k| (0..c.vocab).map(|v| table[v * d + k]).collect())
             .collect();
         let head = Linear::new(weight, vec![0.0; c.vocab]).map_err(nn)?;
+        let logits = ranges
+            .logits
+            .ok_or_else(|| bad("the ranges file has no logits: recalibrate".into()))?;
+        let bound = widened(
+            logits.min.abs().max(logits.max.abs()),
+            mg.bound,
+            "logits",
+            last,
+        )?;
+        let argmax = ArgmaxOptions::new(bound, ARGMAX_GAP.min(bound), 12.0).map_err(nn)?;
         Ok(EncryptedGpt2 {
             layout,
             blocks,
@@ -233,6 +259,7 @@ impl EncryptedGpt2 {
             head,
             head_bound,
             output_bound,
+            argmax,
         })
     }
 
@@ -437,8 +464,41 @@ impl EncryptedGpt2 {
         self.read_logits(&slots)
     }
 
+    /// Server: the encrypted argmax of logit ciphertexts (one 0/1 vector per ciphertext, 1 at the
+    /// chosen token). Errors: the circuit's.
+    pub fn argmax<C: Circuit>(&self, c: &C, logits: &[C::Ct]) -> Result<Vec<C::Ct>, ModelError> {
+        argmax::argmax_multi(c, logits, self.head.d_out(), &self.argmax).map_err(nn)
+    }
+
+    /// The twin of [`EncryptedGpt2::argmax`] on V logits: the 0/1 values of the first V slots.
+    /// `OutOfRange` when a logit is past the calibrated bound.
+    pub fn argmax_twin(&self, logits: &[f64]) -> Result<Vec<f64>, ModelError> {
+        let s = self.layout.slots();
+        let mut flat = logits.to_vec();
+        flat.resize(self.logit_cts() * s, 0.0);
+        let slots: Vec<Vec<f64>> = flat.chunks(s).map(<[f64]>::to_vec).collect();
+        let out = argmax::argmax_multi_twin(&slots, logits.len(), &self.argmax).map_err(nn)?;
+        Ok(out.concat()[..logits.len()].to_vec())
+    }
+
+    /// The client's reading of the decrypted argmax: the lowest id marked (> 1/2). Errors: no id
+    /// marked (logits past the calibrated bound).
+    pub fn read_choice(&self, slots: &[Vec<f64>]) -> Result<u32, ModelError> {
+        let v = self.read_logits(slots)?;
+        v.iter()
+            .position(|&x| x > 0.5)
+            .map(|i| i as u32)
+            .ok_or_else(|| {
+                bad(
+                    "the encrypted argmax marked no token (logits past the calibrated bound?)"
+                        .into(),
+                )
+            })
+    }
+
     /// Rotation keys the server needs besides bootstrapping's: a block's (decode needs no
-    /// others: masks cost levels, not rotations), the row replication's and the LM head's.
+    /// others: masks cost levels, not rotations), the row replication's, the LM head's and the
+    /// argmax's.
     pub fn rotations(&self) -> Result<Vec<i64>, ModelError> {
         let mut r = Vec::new();
         if let Some(b) = self.blocks.first() {
@@ -446,6 +506,7 @@ impl EncryptedGpt2 {
         }
         r.extend(lm_head::replicate_rotations(&self.layout));
         r.extend(lm_head::lm_head_rotations(&self.layout));
+        r.extend(argmax::rotations(self.layout.slots()));
         r.extend(layernorm::rotations(&self.layout));
         let s = self.layout.slots() as i64;
         r.retain(|&x| x.rem_euclid(s) != 0);

@@ -13,10 +13,19 @@
 //!
 //! The top logit must beat every other by at least `gap` (in logit units): near-ties give a
 //! vector that is not one-hot (values between 0 and 1 on the tied slots).
+//!
+//! **More logits than slots** ([`argmax_multi`]: GPT-2's 50 257 logits in two ciphertexts of
+//! 32 768): slot-wise max of the ciphertexts first (one comparison per extra ciphertext), then the
+//! tournament inside one, then the step on each. Padding slots (past the logit count) are set to
+//! -bound by a plaintext addition. **Ties**: logits within `gap` of the maximum all come out near
+//! 1 (an exact tie exactly like the winner), so the rule is "every slot above 1/2 is a maximum; the
+//! client takes the lowest id" (the plaintext model's `argmax` picks the lowest id on a tie too).
 
 use super::approx::Sign;
 use super::chain::{metas, to_level};
+use crate::ckks::scale::same_scale;
 use crate::ckks::{Circuit, CkksError, Simulator};
+use crate::math::fft::C64;
 
 #[derive(Clone, Debug)]
 pub struct ArgmaxOptions {
@@ -92,6 +101,22 @@ pub fn pack_logits(logits: &[f64], bound: f64) -> Result<Vec<f64>, CkksError> {
     Ok(v)
 }
 
+/// max(a, b) = (a + b)/2 + (a - b)/2 sign(a - b) slot-wise (values in [-1/2, 1/2]); `b` at
+/// `a`'s level.
+fn max2<C: Circuit>(c: &C, a: &C::Ct, b: &C::Ct, sign: &Sign) -> Result<C::Ct, CkksError> {
+    let d = c.sub(a, b)?;
+    let s = c.refresh(&sign.evaluate(c, &d)?, 1, 1.0)?;
+    let ls = c.level(&s);
+    if ls == 0 || c.level(&d) < 2 {
+        return Err(CkksError::LevelsExhausted("argmax: no level left".into()));
+    }
+    // s is below d without bootstrapping; under `Refreshing` it may be above.
+    let half_d = to_level(c, &d, 0.5, ls.min(c.level(&d) - 1))?;
+    let prod = super::chain::mul(c, &half_d, &s)?;
+    let mean = to_level(c, &c.add(a, b)?, 0.5, c.level(&prod))?;
+    c.add(&mean, &prod)
+}
+
 /// The row max by tournament: every slot ends with the max of all n slots (values in [-1/2,
 /// 1/2], differences in [-1, 1]).
 pub fn row_max<C: Circuit>(c: &C, z: &C::Ct, sign: &Sign) -> Result<C::Ct, CkksError> {
@@ -99,19 +124,131 @@ pub fn row_max<C: Circuit>(c: &C, z: &C::Ct, sign: &Sign) -> Result<C::Ct, CkksE
     for r in rotations(c.slots(z)) {
         a = c.refresh(&a, 2, 0.5)?;
         let b = c.rotate(&a, r)?;
-        let d = c.sub(&a, &b)?;
-        let s = c.refresh(&sign.evaluate(c, &d)?, 1, 1.0)?;
-        let ls = c.level(&s);
-        if ls == 0 || c.level(&d) < 2 {
-            return Err(CkksError::LevelsExhausted("argmax: no level left".into()));
-        }
-        // s is below d without bootstrapping; under `Refreshing` it may be above.
-        let half_d = to_level(c, &d, 0.5, ls.min(c.level(&d) - 1))?;
-        let prod = super::chain::mul(c, &half_d, &s)?;
-        let mean = to_level(c, &c.add(&a, &b)?, 0.5, c.level(&prod))?;
-        a = c.add(&mean, &prod)?;
+        a = max2(c, &a, &b, sign)?;
     }
     Ok(a)
+}
+
+/// Encrypted argmax over `count` logits spread over `x` (logit v at slot v mod S of ciphertext
+/// v / S, S = every ciphertext's slots, as `nn::lm_head` writes them; slots past `count` are
+/// ignored): one 0/1 vector per ciphertext, 1 at the argmax (module docs: ties). Errors:
+/// `o.validate()`, no ciphertext, `count` not in (S (cts - 1), S cts], slot counts that differ,
+/// too few levels.
+pub fn argmax_multi<C: Circuit>(
+    c: &C,
+    x: &[C::Ct],
+    count: usize,
+    o: &ArgmaxOptions,
+) -> Result<Vec<C::Ct>, CkksError> {
+    o.validate()?;
+    let s = multi_slots(x.iter().map(|ct| c.slots(ct)).collect(), count)?;
+    let pad: Vec<C64> = (0..s)
+        .map(|i| {
+            C64::new(
+                if (x.len() - 1) * s + i >= count {
+                    -o.bound
+                } else {
+                    0.0
+                },
+                0.0,
+            )
+        })
+        .collect();
+    let z = x
+        .iter()
+        .enumerate()
+        .map(|(k, ct)| {
+            let mut ct = c.refresh(ct, 1, o.bound)?;
+            if k + 1 == x.len() {
+                let pt = c.encode(&pad, c.level(&ct), c.scale(&ct))?;
+                ct = c.add_plain(&ct, &pt)?;
+            }
+            let l = c.level(&ct);
+            to_level(c, &ct, 1.0 / (2.0 * o.bound), l - 1)
+        })
+        .collect::<Result<Vec<_>, CkksError>>()?;
+    let mut m = z[0].clone();
+    for b in &z[1..] {
+        m = c.refresh(&m, 2, 0.5)?;
+        let b = c.refresh(b, 2, 0.5)?;
+        // The running max sits lower than a fresh input: both to one level on the chain (a
+        // dropped ciphertext would keep its old level's scale).
+        let (a, b) = if c.level(&m) == c.level(&b) && same_scale(c.scale(&m), c.scale(&b)) {
+            (m, b)
+        } else {
+            let l = c.level(&m).min(c.level(&b)) - 1;
+            (to_level(c, &m, 1.0, l)?, to_level(c, &b, 1.0, l)?)
+        };
+        m = max2(c, &a, &b, &o.sign)?;
+    }
+    let m = row_max(c, &m, &o.sign)?;
+    z.iter()
+        .map(|zc| {
+            let w = if c.level(zc) > c.level(&m) {
+                c.sub(&to_level(c, zc, 1.0, c.level(&m))?, &m)?
+            } else {
+                super::chain::add_aligned(c, zc, &c.mul_int(&m, -1)?)?
+            };
+            o.step.evaluate(c, &c.add_const(&w, o.delta())?)
+        })
+        .collect()
+}
+
+fn multi_slots(slots: Vec<usize>, count: usize) -> Result<usize, CkksError> {
+    let s = *slots
+        .first()
+        .ok_or_else(|| CkksError::Invalid("argmax of no ciphertext".into()))?;
+    let n = slots.len();
+    if slots.iter().any(|&x| x != s) || count > s * n || count <= s * (n - 1) {
+        return Err(CkksError::Invalid(format!(
+            "argmax of {count} logits in {n} ciphertexts of {slots:?} slots"
+        )));
+    }
+    Ok(s)
+}
+
+/// The f64 twin of [`argmax_multi`] on the slot vectors. `OutOfRange`: a logit outside
+/// [-bound, bound].
+pub fn argmax_multi_twin(
+    x: &[Vec<f64>],
+    count: usize,
+    o: &ArgmaxOptions,
+) -> Result<Vec<Vec<f64>>, CkksError> {
+    o.validate()?;
+    let s = multi_slots(x.iter().map(Vec::len).collect(), count)?;
+    let flat: Vec<f64> = x.iter().flatten().copied().collect();
+    if let Some(v) = flat[..count]
+        .iter()
+        .find(|v| v.is_nan() || v.abs() > o.bound)
+    {
+        return Err(CkksError::OutOfRange(format!(
+            "logit {v} outside [-{}, {}]",
+            o.bound, o.bound
+        )));
+    }
+    let z: Vec<f64> = (0..flat.len())
+        .map(|i| if i < count { flat[i] } else { flat[i] - o.bound } / (2.0 * o.bound))
+        .collect();
+    let mx = |a: f64, b: f64| {
+        let d = a - b;
+        0.5 * (a + b) + 0.5 * d * o.sign.twin_unchecked(d)
+    };
+    let mut m: Vec<f64> = z[..s].to_vec();
+    for k in 1..x.len() {
+        m = (0..s).map(|i| mx(m[i], z[k * s + i])).collect();
+    }
+    for r in rotations(s) {
+        let r = r as usize;
+        m = (0..s).map(|i| mx(m[i], m[(i + r) % s])).collect();
+    }
+    Ok(z.chunks(s)
+        .map(|zc| {
+            zc.iter()
+                .zip(&m)
+                .map(|(zi, mi)| o.step.twin_unchecked(zi - mi + o.delta()))
+                .collect()
+        })
+        .collect())
 }
 
 fn argmax_impl<C: Circuit>(c: &C, x: &C::Ct, o: &ArgmaxOptions) -> Result<C::Ct, CkksError> {
