@@ -78,14 +78,16 @@ enum Cmd {
     /// per head, softmax row sums, LayerNorm input variances and per-feature |x|, GELU inputs)
     /// and writes them with a margin to DIR/umbra-ranges.json.
     Calibrate {
-        /// Model directory (config.json, model.safetensors, tokenizer.json or vocab.txt).
+        /// Model directory (config.json, model.safetensors, and tokenizer.json, vocab.txt, or
+        /// GPT-2's vocab.json + merges.txt).
         #[arg(long, default_value = "models/all-MiniLM-L6-v2")]
         model: std::path::PathBuf,
         /// One sentence per line (default: the built-in synthetic sample).
         #[arg(long)]
         sentences: Option<std::path::PathBuf>,
-        /// Pad (or truncate) every sentence to T tokens, so padding rows are measured too
-        /// (default: the tokenizer's fixed padding, 128 for MiniLM; else 128).
+        /// BERT: pad (or truncate) every sentence to T tokens, so padding rows are measured too
+        /// (default: the tokenizer's fixed padding, 128 for MiniLM; else 128). GPT-2: not used
+        /// (each prompt runs at its own length, then 16 greedy tokens).
         #[arg(long)]
         tokens: Option<usize>,
         /// Relative margin around the observed ranges (0.1 = 10%).
@@ -130,7 +132,8 @@ enum Cmd {
         /// (default: all).
         #[arg(long, value_parser = at_least_one)]
         layers: Option<usize>,
-        /// A Hugging Face BERT directory: estimate the whole model (--kind not needed).
+        /// A Hugging Face BERT or GPT-2 directory: estimate the whole model (--kind not needed;
+        /// GPT-2: a prefill and one decode step at a window of --tokens).
         #[arg(long)]
         model: Option<PathBuf>,
     },
@@ -557,7 +560,8 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
             set_threads(threads)?;
             if !model.join("config.json").is_file() {
                 return Err(format!(
-                    "{}/config.json is absent: pass --model DIR (a Hugging Face GPT-2 directory)                      or write one with `umbra gen-model --arch gpt2 --out {}`",
+                    "{}/config.json is absent: pass --model DIR (a Hugging Face GPT-2 directory) \
+                     or write one with `umbra gen-model --arch gpt2 --out {}`",
                     model.display(),
                     model.display()
                 ));

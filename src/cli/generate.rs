@@ -30,12 +30,25 @@ fn s<E: std::fmt::Display>(e: E) -> String {
     e.to_string()
 }
 
-/// Whether `dir/config.json` describes a GPT-2 model.
+/// Whether `dir/config.json` says GPT-2 (by `model_type` or `architectures`; a GPT-2 config with
+/// a bad field is GPT-2's, so that its own validation names the field).
 pub fn is_gpt2(dir: &Path) -> bool {
-    matches!(
-        ModelConfig::from_file(&dir.join("config.json")),
-        Ok(ModelConfig::Gpt2(_))
-    )
+    ModelConfig::says_gpt2(&dir.join("config.json"))
+}
+
+/// The model and tokenizer only (no ranges: the plaintext model needs none). Errors: not a
+/// GPT-2 directory, the model's errors.
+pub fn load_plain(dir: &Path) -> Result<(Gpt2Model, Tokenizer), String> {
+    if !is_gpt2(dir) {
+        return Err(format!(
+            "{} is not a GPT-2 directory (its config.json has no model_type \"gpt2\"); \
+             `umbra gen-model --arch gpt2 --out DIR` writes one",
+            dir.display()
+        ));
+    }
+    let model = Gpt2Model::load(dir).map_err(s)?;
+    let tokenizer = Tokenizer::from_dir(dir).map_err(s)?;
+    Ok((model, tokenizer))
 }
 
 /// A GPT-2 directory with its tokenizer and calibrated ranges.
@@ -50,8 +63,7 @@ pub struct Gpt2Loaded {
 /// Loads `dir` and its ranges file, calibrating on the built-in sample (and writing the file)
 /// when there is none. Errors: the model's, a ranges file of another model.
 pub fn load(dir: &Path) -> Result<Gpt2Loaded, String> {
-    let model = Gpt2Model::load(dir).map_err(s)?;
-    let tokenizer = Tokenizer::from_dir(dir).map_err(s)?;
+    let (model, tokenizer) = load_plain(dir)?;
     let fingerprint = gpt2_calibration::fingerprint(dir, &model).map_err(s)?;
     let ranges = match Gpt2Ranges::for_model(dir, &fingerprint).map_err(s)? {
         Some(r) => r,
@@ -107,8 +119,7 @@ pub fn calibrate(
     sentences: Option<&Path>,
     margin: f64,
 ) -> Result<(Gpt2Ranges, PathBuf), String> {
-    let model = Gpt2Model::load(dir).map_err(s)?;
-    let tokenizer = Tokenizer::from_dir(dir).map_err(s)?;
+    let (model, tokenizer) = load_plain(dir)?;
     let fp = gpt2_calibration::fingerprint(dir, &model).map_err(s)?;
     let r = calibrate_with(&model, &tokenizer, sentences, margin, fp)?;
     let path = r.write(dir).map_err(s)?;
@@ -406,9 +417,10 @@ pub fn relative_logit_err(a: &[f64], b: &[f64]) -> f64 {
 /// An estimate: server milliseconds and bootstraps.
 pub type Estimated = (f64, usize);
 
-/// Estimated server time of a prefill and of one decode step at position `tokens - 1` (the
-/// planner on the simulator, the cost model timed on `ctx`), with their bootstraps; each with
-/// the encrypted argmax when `with_argmax`.
+/// Estimated server time of a prefill of T - 2 tokens and of one decode step at position T - 2
+/// (a step with padding keys masked, as every step but the window's last; the planner on the
+/// simulator, the cost model timed on `ctx`), with their bootstraps; each with the encrypted
+/// argmax when `with_argmax`. Errors: a window below 4.
 pub fn estimate(
     enc: &EncryptedGpt2,
     ctx: &Arc<Context>,
@@ -418,6 +430,11 @@ pub fn estimate(
 ) -> Result<(Estimated, Estimated), String> {
     let cts = enc.layout.cts();
     let t = enc.tokens();
+    if t < 4 {
+        return Err(format!(
+            "an estimate at a window of {t} tokens (need at least 4)"
+        ));
+    }
     let ck = |e: ModelError| match e {
         ModelError::Layer(e) => e,
         other => CkksError::Invalid(other.to_string()),
@@ -430,16 +447,16 @@ pub fn estimate(
         }
     };
     let pre = planner::plan(params, &pr.boot, cts, params.max_slots(), |c, x| {
-        let l = enc.prefill(c, x, t - 1, &mut |_| {}).map_err(ck)?.0;
+        let l = enc.prefill(c, x, t - 2, &mut |_| {}).map_err(ck)?.0;
         out(c, l)
     })
     .map_err(|e| format!("planning the prefill: {e}"))?;
     // A decode step after a prefill, less the prefill.
     let both = planner::plan(params, &pr.boot, cts, params.max_slots(), |c, x| {
-        let (l, mut cache) = enc.prefill(c, x, t - 1, &mut |_| {}).map_err(ck)?;
+        let (l, mut cache) = enc.prefill(c, x, t - 2, &mut |_| {}).map_err(ck)?;
         out(c, l)?;
         let l = enc
-            .decode(c, x, &mut cache, t - 1, &mut |_| {})
+            .decode(c, x, &mut cache, t - 2, &mut |_| {})
             .map_err(ck)?;
         out(c, l)
     })
@@ -471,17 +488,18 @@ pub fn generate(
     if max_new == 0 {
         return Err("--max-new-tokens 0: nothing to generate".into());
     }
-    let loaded = load(dir)?;
-    let m = &loaded.model;
-    let ids = loaded.tokenizer.encode(prompt).map_err(s)?.ids;
+    let (m, tokenizer) = load_plain(dir)?;
+    let ids = tokenizer.encode(prompt).map_err(s)?.ids;
     let c = &m.config;
     let t = match tokens {
         Some(t) => {
             let need = window(ids.len(), max_new, c.max_positions)?;
-            if !t.is_power_of_two() || t < need {
+            if !t.is_power_of_two() || t < need || t > c.max_positions {
                 return Err(format!(
-                    "--tokens {t}: need a power of two at least {need} (prompt {} + {max_new} new)",
-                    ids.len()
+                    "--tokens {t}: need a power of two from {need} (prompt {} + {max_new} new) \
+                     to the model's n_positions = {}",
+                    ids.len(),
+                    c.max_positions
                 ));
             }
             t
@@ -491,7 +509,7 @@ pub fn generate(
     let t0 = Instant::now();
     let plain_ids = m.generate_greedy(&ids, max_new).map_err(s)?;
     let plain_ms = t0.elapsed().as_secs_f64() * 1e3;
-    let decode = |v: &[u32]| loaded.tokenizer.decode(v).map_err(s);
+    let decode = |v: &[u32]| tokenizer.decode(v).map_err(s);
     let mut report = GenerateReport {
         model: dir.display().to_string(),
         mode: "plaintext",
@@ -521,6 +539,8 @@ pub fn generate(
         report.peak_rss_bytes = crate::cli::tooling::bench::peak_rss_bytes();
         return Ok(report);
     }
+    let loaded = load(dir)?;
+    let m = &loaded.model;
     let tk = Instant::now();
     let mut session = Session::new(&loaded, t, preset_name, backend, quiet)?;
     session.argmax = encrypted_argmax;
@@ -592,7 +612,7 @@ pub fn generate(
 #[derive(Clone, Debug, Serialize)]
 pub struct Gpt2Estimate {
     pub model: String,
-    /// The window T (a prompt of T - 1 tokens, then a decode step at position T - 1).
+    /// The window T (a prompt of T - 2 tokens, then a decode step at position T - 2).
     pub tokens: usize,
     pub layers: usize,
     pub preset: String,
@@ -614,8 +634,8 @@ pub fn estimate_model(
 ) -> Result<Gpt2Estimate, String> {
     let loaded = load(dir)?;
     let (pr, params) = preset(preset_name)?;
-    if !tokens.is_power_of_two() || tokens < 2 {
-        return Err(format!("--tokens {tokens}: need a power of two >= 2"));
+    if !tokens.is_power_of_two() || tokens < 4 {
+        return Err(format!("--tokens {tokens}: need a power of two >= 4"));
     }
     let enc =
         EncryptedGpt2::new(&loaded.model, &loaded.ranges, tokens, params.max_slots()).map_err(s)?;
@@ -650,7 +670,8 @@ pub struct Gpt2EvalReport {
     pub truncated: usize,
     pub new_tokens: usize,
     /// Positions compared: new_tokens per prompt (the prefill's prediction and each decode
-    /// step's), the plaintext model's choice fed back (the same prefix for both).
+    /// step's), the plaintext model's choice fed back (the same prefix for both); a prompt that
+    /// left a range stops there, its remaining positions not compared.
     pub positions: usize,
     pub top1_agreement: f64,
     /// Largest |twin - plaintext| logit over the logits' standard deviation.
@@ -682,13 +703,15 @@ pub fn eval_twin(
     }
     if max_new == 0 || max_new >= tokens {
         return Err(format!(
-            "--max-new-tokens {max_new} in a window of {tokens}: need 1..{tokens}"
+            "--max-new-tokens {max_new} in a window of {tokens}: need 1 to {}",
+            tokens - 1
         ));
     }
     let enc = EncryptedGpt2::new(m, &loaded.ranges, tokens, params.max_slots()).map_err(s)?;
     let keep = tokens - max_new + 1;
     let t0 = Instant::now();
-    type One = Result<(usize, f64, bool, Option<String>), String>;
+    // (agreements, positions compared, worst error, cut, out of range)
+    type One = Result<(usize, usize, f64, bool, Option<String>), String>;
     let one = |text: &String| -> One {
         let mut ids = loaded.tokenizer.encode(text).map_err(s)?.ids;
         let cut = ids.len() > keep;
@@ -706,7 +729,7 @@ pub fn eval_twin(
         let (mut logits, mut cache) = match enc.prefill_twin(&rows, ids.len()) {
             Ok(r) => r,
             Err(ModelError::Layer(CkksError::OutOfRange(e))) => {
-                return Ok((0, 0.0, cut, Some(format!("{text:?}: prefill: {e}"))))
+                return Ok((0, 0, 0.0, cut, Some(format!("{text:?}: prefill: {e}"))))
             }
             Err(e) => return Err(e.to_string()),
         };
@@ -725,6 +748,7 @@ pub fn eval_twin(
                 Err(ModelError::Layer(CkksError::OutOfRange(e))) => {
                     return Ok((
                         agree,
+                        step + 1,
                         worst,
                         cut,
                         Some(format!("{text:?}: position {p}: {e}")),
@@ -738,12 +762,12 @@ pub fn eval_twin(
                 .pop()
                 .ok_or("no logits")?;
         }
-        Ok((agree, worst, cut, None))
+        Ok((agree, max_new, worst, cut, None))
     };
     let runs = prompts.par_iter().map(one).collect::<Result<Vec<_>, _>>()?;
-    let positions = prompts.len() * max_new;
+    let positions: usize = runs.iter().map(|r| r.1).sum();
     let agree: usize = runs.iter().map(|r| r.0).sum();
-    let examples: Vec<String> = runs.iter().filter_map(|r| r.3.clone()).collect();
+    let examples: Vec<String> = runs.iter().filter_map(|r| r.4.clone()).collect();
     Ok(Gpt2EvalReport {
         model: dir.display().to_string(),
         sentences: sentences.display().to_string(),
@@ -751,11 +775,11 @@ pub fn eval_twin(
         tokens,
         preset: preset_name.into(),
         prompts: prompts.len(),
-        truncated: runs.iter().filter(|r| r.2).count(),
+        truncated: runs.iter().filter(|r| r.3).count(),
         new_tokens: max_new,
         positions,
-        top1_agreement: agree as f64 / positions as f64,
-        max_logit_err: runs.iter().fold(0.0, |a, r| a.max(r.1)),
+        top1_agreement: agree as f64 / positions.max(1) as f64,
+        max_logit_err: runs.iter().fold(0.0, |a, r| a.max(r.2)),
         out_of_range: examples.len(),
         out_of_range_examples: examples.into_iter().take(10).collect(),
         ms: t0.elapsed().as_secs_f64() * 1e3,

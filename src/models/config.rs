@@ -425,6 +425,23 @@ impl Gpt2Config {
     }
 }
 
+/// `model_type` and `architectures` alone: what dispatches a directory to BERT or GPT-2.
+#[derive(Deserialize)]
+struct Kind {
+    model_type: Option<String>,
+    #[serde(default)]
+    architectures: Vec<String>,
+}
+
+impl Kind {
+    fn is_gpt2(&self) -> bool {
+        match self.model_type.as_deref() {
+            Some(t) => t == "gpt2",
+            None => self.architectures.iter().any(|a| a.starts_with("GPT2")),
+        }
+    }
+}
+
 /// The architecture a `config.json` describes (`model_type`), for commands that take either.
 #[derive(Clone, Debug, PartialEq)]
 pub enum ModelConfig {
@@ -433,26 +450,25 @@ pub enum ModelConfig {
 }
 
 impl ModelConfig {
+    /// Whether the `config.json` at `path` says GPT-2 (`model_type` "gpt2", or GPT2*
+    /// architectures without a model type), whatever else it holds: false when it is unreadable.
+    pub fn says_gpt2(path: &Path) -> bool {
+        let Ok(text) = std::fs::read_to_string(path) else {
+            return false;
+        };
+        serde_json::from_str::<Kind>(&text).is_ok_and(|k| k.is_gpt2())
+    }
+
     /// Reads `path` and dispatches on `model_type` (or `architectures` when it is absent).
     /// Errors: as [`BertConfig::from_file`] / [`Gpt2Config::from_file`]; another model type.
     pub fn from_file(path: &Path) -> Result<Self, ModelError> {
-        #[derive(Deserialize)]
-        struct Kind {
-            model_type: Option<String>,
-            #[serde(default)]
-            architectures: Vec<String>,
-        }
         let text = std::fs::read_to_string(path).map_err(|e| ModelError::io(path, e))?;
         let kind: Kind = serde_json::from_str(&text).map_err(|source| ModelError::Json {
             path: path.to_path_buf(),
             source,
         })?;
         let file = path.display().to_string();
-        let gpt2 = match kind.model_type.as_deref() {
-            Some(t) => t == "gpt2",
-            None => kind.architectures.iter().any(|a| a.starts_with("GPT2")),
-        };
-        if gpt2 {
+        if kind.is_gpt2() {
             Gpt2Config::from_json(&text, &file).map(ModelConfig::Gpt2)
         } else {
             BertConfig::from_json(&text, &file).map(ModelConfig::Bert)

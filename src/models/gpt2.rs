@@ -450,7 +450,8 @@ impl Gpt2Model {
     }
 }
 
-/// The index of the largest value, the lowest index on a tie (NaN never wins).
+/// The index of the largest value, the lowest index on a tie (a NaN is never chosen over a
+/// number after it; logits are finite).
 pub fn argmax(v: &[f64]) -> u32 {
     let mut best = 0;
     for (i, x) in v.iter().enumerate() {

@@ -177,7 +177,7 @@ pub struct Gpt2Ranges {
     pub model: Fingerprint,
     /// Where the prompts came from ("built-in sample" or the file given).
     pub source: String,
-    /// Prompts run, and the longest (tokens).
+    /// Prompts run, and the longest sequence observed (prompt + continuation, tokens).
     pub prompts: usize,
     pub max_tokens: usize,
     /// Relative margin: maxima are multiplied by 1 + margin, intervals widened by it.

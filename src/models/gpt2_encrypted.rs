@@ -28,7 +28,6 @@
 //! the calibrated ranges.
 
 use super::bert::LayerNorm;
-use super::config::Activation;
 use super::encrypted::{gelu_on, Margins, DIRECT_ABOVE, GELU_ABS, LAYERNORM_BITS};
 use super::gpt2::Gpt2Model;
 use super::gpt2_calibration::{Gpt2Ranges, LayerRanges, NormRange};
@@ -145,7 +144,7 @@ fn layer_block(
         seen.min - (mg.gelu * seen.min.abs()).max(GELU_ABS),
         seen.max + (mg.gelu * seen.max.abs()).max(GELU_ABS),
     );
-    block.gelu = gelu_on(Activation::GeluTanh, a, b)?;
+    block.gelu = gelu_on(c.activation, a, b)?;
     let gelu_out = a.abs().max(b.abs()).max(1.0);
     block.bounds = LinearBounds {
         qkv: widened(r.ln_1.output_abs_max, m, "ln_1 output", i)?,

@@ -17,9 +17,11 @@
 //! **More logits than slots** ([`argmax_multi`]: GPT-2's 50 257 logits in two ciphertexts of
 //! 32 768): slot-wise max of the ciphertexts first (one comparison per extra ciphertext), then the
 //! tournament inside one, then the step on each. Padding slots (past the logit count) are set to
-//! -bound by a plaintext addition. **Ties**: logits within `gap` of the maximum all come out near
-//! 1 (an exact tie exactly like the winner), so the rule is "every slot above 1/2 is a maximum; the
-//! client takes the lowest id" (the plaintext model's `argmax` picks the lowest id on a tie too).
+//! -bound by a plaintext addition. **The guarantee and ties**: the one-hot is right when the top
+//! logit leads every other by at least `gap`. Logits within about gap/10 of the maximum (an exact
+//! tie among them) come out near 1 like the winner; between that and a gap below, a slot may land
+//! anywhere in [0, 1]. The client's rule: the lowest id above 1/2 (the plaintext model's `argmax`
+//! also takes the lowest id on an exact tie), so a near-tie may pick a runner-up.
 
 use super::approx::Sign;
 use super::chain::{metas, to_level};
