@@ -511,17 +511,8 @@ impl Block {
         }
         let (w, bd) = (&self.weights, &self.bounds);
         let check = super::chain::check_bound_twin;
-        let lin = |x: &[Vec<f64>], l: &Linear| -> Result<Vec<Vec<f64>>, CkksError> {
-            let li = layout.with_features(l.d_in());
-            let y = l.twin(&li.unpack(x)?)?;
-            li.with_features(l.d_out()).pack(&y)
-        };
-        let add = |a: &[Vec<f64>], b: &[Vec<f64>]| -> Vec<Vec<f64>> {
-            a.iter()
-                .zip(b)
-                .map(|(u, v)| u.iter().zip(v).map(|(p, q)| p + q).collect())
-                .collect()
-        };
+        let lin = |x: &[Vec<f64>], l: &Linear| linear_twin(layout, x, l);
+        let add = add_rows;
         let res = 2.0 * self.bound;
         check("residual stream", x, res)?;
         let h = layernorm::layernorm_twin(layout, x, &w.ln1.0, &w.ln1.1, &self.layernorm)?;
@@ -558,17 +549,8 @@ impl Block {
         let w = &self.weights;
         let bd = &self.bounds;
         let check = super::chain::check_bound_twin;
-        let lin = |x: &[Vec<f64>], l: &Linear| -> Result<Vec<Vec<f64>>, CkksError> {
-            let li = layout.with_features(l.d_in());
-            let y = l.twin(&li.unpack(x)?)?;
-            li.with_features(l.d_out()).pack(&y)
-        };
-        let add = |a: &[Vec<f64>], b: &[Vec<f64>]| -> Vec<Vec<f64>> {
-            a.iter()
-                .zip(b)
-                .map(|(u, v)| u.iter().zip(v).map(|(p, q)| p + q).collect())
-                .collect()
-        };
+        let lin = |x: &[Vec<f64>], l: &Linear| linear_twin(layout, x, l);
+        let add = add_rows;
         let ln = |x: &[Vec<f64>], (g, b): &(Vec<f64>, Vec<f64>), o: &LayerNormOptions| {
             layernorm::layernorm_twin(layout, x, g, b, o)
         };
@@ -609,12 +591,7 @@ impl Block {
             )));
         }
         let w = &self.weights;
-        let add = |a: &[Vec<f64>], b: &[Vec<f64>]| -> Vec<Vec<f64>> {
-            a.iter()
-                .zip(b)
-                .map(|(u, v)| u.iter().zip(v).map(|(p, q)| p + q).collect())
-                .collect()
-        };
+        let add = add_rows;
         let ln = |x: &[Vec<f64>], (g, b): &(Vec<f64>, Vec<f64>), o: &LayerNormOptions| {
             layernorm::layernorm_exact(x, g, b, o.eps)
         };
@@ -721,4 +698,19 @@ fn write_row_twin(
                 .collect()
         })
         .collect())
+}
+
+/// Row-wise a + b (the twins' and the exact block's residual connections).
+fn add_rows(a: &[Vec<f64>], b: &[Vec<f64>]) -> Vec<Vec<f64>> {
+    a.iter()
+        .zip(b)
+        .map(|(u, v)| u.iter().zip(v).map(|(p, q)| p + q).collect())
+        .collect()
+}
+
+/// A dense layer's twin on slot vectors of `layout` (unpack, X W + b, pack).
+fn linear_twin(layout: &Layout, x: &[Vec<f64>], l: &Linear) -> Result<Vec<Vec<f64>>, CkksError> {
+    let li = layout.with_features(l.d_in());
+    let y = l.twin(&li.unpack(x)?)?;
+    li.with_features(l.d_out()).pack(&y)
 }
