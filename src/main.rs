@@ -13,6 +13,8 @@ use clap::{Parser, Subcommand};
 use umbra::backend::Device;
 use umbra::ckks::presets::presets;
 use umbra::ckks::Parameters;
+use umbra::cli::generate::is_gpt2;
+use umbra::cli::gpt2_files;
 
 #[derive(Parser)]
 #[command(
@@ -239,7 +241,7 @@ enum Cmd {
         json: bool,
     },
     /// Client: a secret key (KEYDIR/secret.key, mode 0600) and the server's evaluation keys
-    /// (KEYDIR/eval.keys) for a model at T tokens.
+    /// (KEYDIR/eval.keys) for a model at T tokens (GPT-2: the window, prompt and new tokens).
     Keygen {
         #[arg(long, default_value = umbra::cli::model::DEFAULT_MODEL)]
         model: PathBuf,
@@ -253,15 +255,22 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
-    /// Client: tokenize, embed and encrypt a text under KEYDIR's secret key.
+    /// Client: tokenize, embed and encrypt a text under KEYDIR's secret key (GPT-2: the prompt,
+    /// or with --token and --position one new token for a decode step).
     Encrypt {
         #[arg(long, default_value = umbra::cli::model::DEFAULT_MODEL)]
         model: PathBuf,
         /// The key directory of `umbra keygen`.
         #[arg(long)]
         keys: PathBuf,
-        #[arg(long)]
-        text: String,
+        #[arg(long, required_unless_present = "token", conflicts_with = "token")]
+        text: Option<String>,
+        /// GPT-2 decode step: the new token's id (`umbra decrypt`'s `token`).
+        #[arg(long, requires = "position")]
+        token: Option<u32>,
+        /// GPT-2 decode step: the new token's position (`umbra decrypt`'s `next_position`).
+        #[arg(long, requires = "token")]
+        position: Option<usize>,
         /// Must equal the keys' token count (default: theirs).
         #[arg(long)]
         tokens: Option<usize>,
@@ -270,7 +279,8 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
-    /// Server: the encrypted encoder and pooling with the evaluation keys only.
+    /// Server: the encrypted encoder and pooling with the evaluation keys only (GPT-2: the
+    /// prefill or one decode step, with the KV cache file).
     Infer {
         #[arg(long, default_value = umbra::cli::model::DEFAULT_MODEL)]
         model: PathBuf,
@@ -281,6 +291,17 @@ enum Cmd {
         input: PathBuf,
         #[arg(long)]
         out: PathBuf,
+        /// GPT-2: the encrypted KV cache (written by the prefill, read and updated by each
+        /// decode step); CACHE.checkpoint holds an unfinished step, resumed by running again.
+        #[arg(long)]
+        cache: Option<PathBuf>,
+        /// GPT-2: run the encrypted argmax over the vocabulary; the output reveals only the
+        /// chosen token.
+        #[arg(long)]
+        argmax: bool,
+        /// GPT-2: stop after N layers of the step, leaving the checkpoint (a long step in slices).
+        #[arg(long)]
+        stop_after_layers: Option<usize>,
         #[arg(long)]
         backend: Option<String>,
         #[arg(long, value_parser = at_least_one)]
@@ -288,7 +309,8 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
-    /// Client: decrypt the server's output into the model's embedding.
+    /// Client: decrypt the server's output into the model's embedding (GPT-2: the logits and
+    /// the next token).
     Decrypt {
         #[arg(long, default_value = umbra::cli::model::DEFAULT_MODEL)]
         model: PathBuf,
@@ -296,6 +318,10 @@ enum Cmd {
         keys: PathBuf,
         #[arg(long = "in")]
         input: PathBuf,
+        /// GPT-2: the ids fed so far (prompt, then new tokens; comma-separated): compares with
+        /// the plaintext model on that prefix.
+        #[arg(long, value_delimiter = ',')]
+        prefix_ids: Vec<u32>,
         #[arg(long)]
         json: bool,
     },
@@ -610,7 +636,7 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
             json,
         } => {
             set_threads(threads)?;
-            if umbra::cli::generate::is_gpt2(&model) {
+            if is_gpt2(&model) {
                 if mode != "twin" {
                     return Err(format!(
                         "--mode {mode} on a GPT-2 model: eval runs the twin; `umbra generate` \
@@ -646,47 +672,104 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
             preset,
             out,
             json,
-        } => model_cmd::print(
-            &umbra::cli::model::keygen(&model, tokens, &preset, &out)?,
-            json,
-        )?,
+        } => {
+            let r = if is_gpt2(&model) {
+                gpt2_files::keygen(&model, tokens, &preset, &out)?
+            } else {
+                umbra::cli::model::keygen(&model, tokens, &preset, &out)?
+            };
+            model_cmd::print(&r, json)?
+        }
         Cmd::Encrypt {
             model,
             keys,
             text,
+            token,
+            position,
             tokens,
             out,
             json,
-        } => model_cmd::print(
-            &umbra::cli::model::encrypt(&model, &keys, &text, tokens, &out)?,
-            json,
-        )?,
+        } => {
+            if is_gpt2(&model) {
+                let input = match (&text, token, position) {
+                    (Some(t), _, _) => gpt2_files::StepInput::Prompt(t),
+                    (None, Some(id), Some(position)) => {
+                        gpt2_files::StepInput::Token { id, position }
+                    }
+                    _ => return Err("pass --text PROMPT, or --token ID --position P".into()),
+                };
+                model_cmd::print(&gpt2_files::encrypt(&model, &keys, input, &out)?, json)?
+            } else {
+                let text = text.ok_or(
+                    "--token and --position are for GPT-2 decode steps: pass --text for this model",
+                )?;
+                model_cmd::print(
+                    &umbra::cli::model::encrypt(&model, &keys, &text, tokens, &out)?,
+                    json,
+                )?
+            }
+        }
         Cmd::Infer {
             model,
             eval_keys,
             input,
             out,
+            cache,
+            argmax,
+            stop_after_layers,
             backend,
             threads,
             json,
         } => {
             set_threads(threads)?;
-            let r = umbra::cli::model::infer(
-                &model,
-                &eval_keys,
-                &input,
-                &out,
-                backend.as_deref(),
-                false,
-            )?;
-            model_cmd::print(&r, json)?
+            if is_gpt2(&model) {
+                let cache = cache.ok_or(
+                    "a GPT-2 step needs --cache FILE: the encrypted KV cache that the prefill \
+                     writes and every decode step reads and updates",
+                )?;
+                let opt = gpt2_files::InferOptions {
+                    argmax,
+                    backend: backend.as_deref(),
+                    stop_after_layers,
+                    quiet: false,
+                };
+                let r = gpt2_files::infer(&model, &eval_keys, &input, &cache, &out, &opt)?;
+                model_cmd::print(&r, json)?
+            } else {
+                if cache.is_some() || argmax || stop_after_layers.is_some() {
+                    return Err(
+                        "--cache, --argmax and --stop-after-layers are for GPT-2 directories"
+                            .into(),
+                    );
+                }
+                let r = umbra::cli::model::infer(
+                    &model,
+                    &eval_keys,
+                    &input,
+                    &out,
+                    backend.as_deref(),
+                    false,
+                )?;
+                model_cmd::print(&r, json)?
+            }
         }
         Cmd::Decrypt {
             model,
             keys,
             input,
+            prefix_ids,
             json,
-        } => model_cmd::print(&umbra::cli::model::decrypt(&model, &keys, &input)?, json)?,
+        } => {
+            if is_gpt2(&model) {
+                let prefix = (!prefix_ids.is_empty()).then_some(prefix_ids.as_slice());
+                model_cmd::print(&gpt2_files::decrypt(&model, &keys, &input, prefix)?, json)?
+            } else {
+                if !prefix_ids.is_empty() {
+                    return Err("--prefix-ids is for GPT-2 directories".into());
+                }
+                model_cmd::print(&umbra::cli::model::decrypt(&model, &keys, &input)?, json)?
+            }
+        }
         Cmd::Embed {
             model,
             text,
@@ -1206,7 +1289,7 @@ fn calibrate(
     json: bool,
 ) -> Result<(), String> {
     use umbra::models::calibration::{self, Fingerprint, Ranges};
-    if umbra::cli::generate::is_gpt2(dir) {
+    if is_gpt2(dir) {
         let t0 = std::time::Instant::now();
         let (r, path) = umbra::cli::generate::calibrate(dir, sentences, margin)?;
         let ms = t0.elapsed().as_secs_f64() * 1e3;

@@ -252,3 +252,109 @@ fn encrypted_argmax_over_three_ciphertexts() {
     assert_eq!(marked(&got), vec![300, 4400]);
     assert_eq!(marked(&got)[0], argmax(&l) as usize);
 }
+
+/// The client/server files on a GPT-2 directory (insecure N = 2^12 preset, window 8): keygen,
+/// encrypt of the prompt, a prefill stopped after one layer and resumed from its checkpoint,
+/// decrypt against the plaintext model, one decode step with the cache file; refused: a
+/// checkpoint of another input, a decode step at the wrong position, a cache of another key
+/// set, a prompt longer than the window.
+#[test]
+fn file_commands_prefill_resume_decode_and_refusals() {
+    use umbra::cli::gpt2_files::{decrypt, encrypt, infer, keygen, InferOptions, StepInput};
+    let (dir, m, t, _) = tiny();
+    let preset = "N12_QP1654_L9_S50_boot_insecure";
+    let work = tmp_dir("gpt2files", "run");
+    let keys = work.join("keys");
+    let kr = keygen(dir, 8, preset, &keys).unwrap();
+    assert_eq!(kr.tokens, 8);
+    let prompt = "Hello world, this is";
+    let ids = t.encode(prompt).unwrap().ids;
+    let n = ids.len();
+    let (pct, cache, out) = (
+        work.join("prompt.ct"),
+        work.join("kv.cache"),
+        work.join("logits.ct"),
+    );
+    let er = encrypt(dir, &keys, StepInput::Prompt(prompt), &pct).unwrap();
+    assert_eq!(
+        (er.ids.clone(), er.length, er.position),
+        (ids.clone(), n, None)
+    );
+    let ek = keys.join("eval.keys");
+    let mut opt = InferOptions {
+        backend: Some("cpu"),
+        quiet: true,
+        stop_after_layers: Some(1),
+        ..Default::default()
+    };
+    // A step stopped after one layer leaves its checkpoint and no output.
+    let r1 = infer(dir, &ek, &pct, &cache, &out, &opt).unwrap();
+    assert_eq!((r1.layers_done, r1.out.as_deref()), (1, None));
+    let ckpt = umbra::cli::gpt2_files::checkpoint_path(&cache);
+    assert!(ckpt.is_file() && !out.exists() && !cache.exists());
+    // The checkpoint is this input's: another prompt is refused while it is there.
+    let other = work.join("other.ct");
+    encrypt(dir, &keys, StepInput::Prompt("The quick brown fox"), &other).unwrap();
+    opt.stop_after_layers = None;
+    let e = infer(dir, &ek, &other, &cache, &out, &opt).unwrap_err();
+    assert!(e.contains("checkpoint of another input"), "{e}");
+    // Running the same step again resumes after layer 1.
+    let r2 = infer(dir, &ek, &pct, &cache, &out, &opt).unwrap();
+    assert_eq!((r2.resumed_after_layers, r2.layers_done), (1, 2));
+    assert!(r2.bootstraps > r1.bootstraps && !ckpt.exists() && cache.is_file());
+    let mut prefix = ids.clone();
+    let d = decrypt(dir, &keys, &out, Some(&prefix)).unwrap();
+    assert_eq!((d.position, d.next_position), (n - 1, n));
+    assert_eq!(d.top1_match, Some(true), "{d:?}");
+    let err = d.max_logit_err.unwrap();
+    assert!(err < 2f64.powi(-8), "prefill: logit error {err} of the std");
+    // One decode step with the cache file.
+    let sct = work.join("step.ct");
+    encrypt(
+        dir,
+        &keys,
+        StepInput::Token {
+            id: d.token,
+            position: n,
+        },
+        &sct,
+    )
+    .unwrap();
+    let r3 = infer(dir, &ek, &sct, &cache, &out, &opt).unwrap();
+    assert_eq!((r3.step, r3.position), ("decode", n));
+    prefix.push(d.token);
+    let d2 = decrypt(dir, &keys, &out, Some(&prefix)).unwrap();
+    let plain = m
+        .forward(&prefix, &mut m.new_cache())
+        .unwrap()
+        .pop()
+        .unwrap();
+    assert_eq!(d2.token, argmax(&plain));
+    assert_eq!(d2.top1_match, Some(true));
+    let err = d2.max_logit_err.unwrap();
+    assert!(err < 2f64.powi(-8), "decode: logit error {err} of the std");
+    // The same step again: the cache now holds n + 1 positions.
+    let e = infer(dir, &ek, &sct, &cache, &out, &opt).unwrap_err();
+    assert!(e.contains("wrong position"), "{e}");
+    // A prefix of the wrong length is refused by decrypt.
+    let e = decrypt(dir, &keys, &out, Some(&ids)).unwrap_err();
+    assert!(e.contains("--prefix-ids"), "{e}");
+    // Another key set's step on this cache is refused.
+    let keys2 = work.join("keys2");
+    keygen(dir, 8, preset, &keys2).unwrap();
+    let s2 = work.join("step2.ct");
+    let tok = StepInput::Token {
+        id: d2.token,
+        position: n + 1,
+    };
+    encrypt(dir, &keys2, tok, &s2).unwrap();
+    let e = infer(dir, &keys2.join("eval.keys"), &s2, &cache, &out, &opt).unwrap_err();
+    assert!(e.contains("key set"), "{e}");
+    // A prompt longer than the window, a position outside it.
+    let long = "one two three four five six seven eight nine ten";
+    let e = encrypt(dir, &keys, StepInput::Prompt(long), &s2).unwrap_err();
+    assert!(e.contains("window"), "{e}");
+    let far = StepInput::Token { id: 1, position: 8 };
+    let e = encrypt(dir, &keys, far, &s2).unwrap_err();
+    assert!(e.contains("--position 8"), "{e}");
+}

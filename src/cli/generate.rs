@@ -15,8 +15,8 @@ use crate::backend::Device;
 use crate::ckks::bootstrap::{gen_bootstrap_keys_at, BootstrapPreset, Refreshing};
 use crate::ckks::serialize::Serial;
 use crate::ckks::{
-    Ciphertext, CkksError, Context, Decryptor, Encoder, Encryptor, KeyGenerator, Parameters,
-    SecretKey, SimCiphertext, Simulator,
+    Ciphertext, CkksError, Context, Decryptor, Encoder, Encryptor, EvaluationKeys, KeyGenerator,
+    Parameters, SecretKey, SimCiphertext, Simulator,
 };
 use crate::math::fft::C64;
 use crate::models::calibration::{read_sentences, Fingerprint, DEFAULT_MARGIN};
@@ -146,6 +146,63 @@ pub fn window(prompt: usize, max_new: usize, max_positions: usize) -> Result<usi
         .min(max_positions.next_power_of_two()))
 }
 
+/// The server's keys for `enc`: relinearization, the model's rotations (at the top compute
+/// level), bootstrapping's.
+pub(crate) fn eval_keys(
+    kg: &mut KeyGenerator,
+    sk: &SecretKey,
+    params: &Arc<Parameters>,
+    pr: &BootstrapPreset,
+    enc: &EncryptedGpt2,
+) -> Result<EvaluationKeys, String> {
+    let top = params.compute_top_level();
+    let rots: Vec<(i64, usize)> = enc
+        .rotations()
+        .map_err(s)?
+        .into_iter()
+        .map(|r| (r, top))
+        .collect();
+    gen_bootstrap_keys_at(kg, sk, params, &pr.boot, &rots).map_err(s)
+}
+
+/// Client: T x D rows packed and encrypted under `sk` at the top compute level.
+pub(crate) fn encrypt_rows(
+    ctx: &Arc<Context>,
+    enc: &EncryptedGpt2,
+    rows: &[Vec<f64>],
+    sk: &SecretKey,
+) -> Result<Vec<Ciphertext>, String> {
+    let top = ctx.params.compute_top_level();
+    let encoder = Encoder::new(ctx);
+    let mut encryptor = Encryptor::secret(ctx);
+    enc.pack(rows)
+        .map_err(s)?
+        .iter()
+        .map(|v| {
+            let c: Vec<C64> = v.iter().map(|&a| C64::new(a, 0.0)).collect();
+            encryptor.encrypt_sk(&encoder.encode_complex(&c, top, None)?, sk)
+        })
+        .collect::<Result<_, _>>()
+        .map_err(s)
+}
+
+/// Client: the (real parts of the) slot vectors of ciphertexts.
+pub(crate) fn decrypt_slots(
+    ctx: &Arc<Context>,
+    cts: &[Ciphertext],
+    sk: &SecretKey,
+) -> Result<Vec<Vec<f64>>, String> {
+    let dec = Decryptor::new(ctx);
+    cts.iter()
+        .map(|ct| {
+            let mut v = dec.decrypt(ct, sk)?;
+            v.truncate(ct.slots);
+            Ok(v)
+        })
+        .collect::<Result<_, CkksError>>()
+        .map_err(s)
+}
+
 /// One encrypted generation: the client's secret key and the server's keys, evaluator and KV
 /// cache (kept between steps, as the server keeps it between requests).
 pub struct Session<'a> {
@@ -184,14 +241,7 @@ impl<'a> Session<'a> {
         let ctx = Context::new(params.clone(), device).map_err(s)?;
         let mut kg = KeyGenerator::new(&ctx);
         let (sk, _seed) = kg.gen_secret_key_seeded();
-        let top = params.compute_top_level();
-        let rots: Vec<(i64, usize)> = enc
-            .rotations()
-            .map_err(s)?
-            .into_iter()
-            .map(|r| (r, top))
-            .collect();
-        let keys = gen_bootstrap_keys_at(&mut kg, &sk, &params, &pr.boot, &rots).map_err(s)?;
+        let keys = eval_keys(&mut kg, &sk, &params, &pr, &enc)?;
         let server = Server::new(&ctx, keys, &pr)?;
         let params = params.clone();
         Ok(Session {
@@ -211,34 +261,12 @@ impl<'a> Session<'a> {
         })
     }
 
-    /// Client: slot vectors encrypted at the top compute level.
     fn encrypt(&self, rows: &[Vec<f64>]) -> Result<Vec<Ciphertext>, String> {
-        let top = self.ctx.params.compute_top_level();
-        let encoder = Encoder::new(&self.ctx);
-        let mut encryptor = Encryptor::secret(&self.ctx);
-        self.enc
-            .pack(rows)
-            .map_err(s)?
-            .iter()
-            .map(|v| {
-                let c: Vec<C64> = v.iter().map(|&a| C64::new(a, 0.0)).collect();
-                encryptor.encrypt_sk(&encoder.encode_complex(&c, top, None)?, &self.sk)
-            })
-            .collect::<Result<_, _>>()
-            .map_err(s)
+        encrypt_rows(&self.ctx, &self.enc, rows, &self.sk)
     }
 
-    /// Client: the slot vectors of ciphertexts.
     fn decrypt(&self, cts: &[Ciphertext]) -> Result<Vec<Vec<f64>>, String> {
-        let dec = Decryptor::new(&self.ctx);
-        cts.iter()
-            .map(|ct| {
-                let mut v = dec.decrypt(ct, &self.sk)?;
-                v.truncate(ct.slots);
-                Ok(v)
-            })
-            .collect::<Result<_, CkksError>>()
-            .map_err(s)
+        decrypt_slots(&self.ctx, cts, &self.sk)
     }
 
     /// Server (the argmax, with `argmax`) and client: the step's output from its logit
@@ -313,47 +341,64 @@ impl<'a> Session<'a> {
         out
     }
 
-    /// The server's KV cache serialized (per layer K's ciphertexts, then V's; D9 framing).
+    /// The server's KV cache serialized ([`cache_to_bytes`]).
     pub fn cache_bytes(&self) -> Result<Vec<Vec<u8>>, String> {
         let cache = self
             .cache
             .as_ref()
             .ok_or("no KV cache yet (prefill first)")?;
-        let mut out = Vec::new();
-        for kv in cache {
-            for ct in kv.k.iter().chain(&kv.v) {
-                out.push(ct.to_bytes(&self.ctx).map_err(s)?);
-            }
-        }
-        Ok(out)
+        cache_to_bytes(&self.ctx, cache)
     }
 
-    /// Replaces the server's KV cache by one read back from [`Session::cache_bytes`]. Errors: the
-    /// wrong number of objects, a malformed or mismatched ciphertext.
+    /// Replaces the server's KV cache by one read back from [`Session::cache_bytes`]. Errors: as
+    /// [`cache_from_bytes`].
     pub fn restore_cache(&mut self, objects: &[Vec<u8>]) -> Result<(), String> {
-        let (layers, per) = (self.enc.blocks.len(), self.enc.layout.cts());
-        if objects.len() != layers * 2 * per {
-            return Err(format!(
-                "a KV cache of {} ciphertexts, expected {} ({layers} layers, K and V of {per})",
-                objects.len(),
-                layers * 2 * per
-            ));
-        }
-        let cts = objects
-            .iter()
-            .map(|b| Ciphertext::from_bytes(&self.ctx, b))
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(s)?;
-        self.cache = Some(
-            cts.chunks_exact(2 * per)
-                .map(|c| LayerKv {
-                    k: c[..per].to_vec(),
-                    v: c[per..].to_vec(),
-                })
-                .collect(),
-        );
+        let layers = self.enc.blocks.len();
+        self.cache = Some(cache_from_bytes(&self.ctx, &self.enc, objects, layers)?);
         Ok(())
     }
+}
+
+/// A KV cache serialized: per layer K's ciphertexts, then V's (D9 framing each).
+pub fn cache_to_bytes(
+    ctx: &Arc<Context>,
+    cache: &[LayerKv<Ciphertext>],
+) -> Result<Vec<Vec<u8>>, String> {
+    cache
+        .iter()
+        .flat_map(|kv| kv.k.iter().chain(&kv.v))
+        .map(|ct| ct.to_bytes(ctx).map_err(s))
+        .collect()
+}
+
+/// The first `layers` layers of a KV cache from [`cache_to_bytes`]'s objects. Errors: another
+/// number of objects, a malformed ciphertext or one of other parameters.
+pub fn cache_from_bytes(
+    ctx: &Arc<Context>,
+    enc: &EncryptedGpt2,
+    objects: &[Vec<u8>],
+    layers: usize,
+) -> Result<Vec<LayerKv<Ciphertext>>, String> {
+    let per = enc.layout.cts();
+    if objects.len() != layers * 2 * per {
+        return Err(format!(
+            "a KV cache of {} ciphertexts, expected {} ({layers} layers, K and V of {per})",
+            objects.len(),
+            layers * 2 * per
+        ));
+    }
+    let cts = objects
+        .iter()
+        .map(|b| Ciphertext::from_bytes(ctx, b))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(s)?;
+    Ok(cts
+        .chunks_exact(2 * per)
+        .map(|c| LayerKv {
+            k: c[..per].to_vec(),
+            v: c[per..].to_vec(),
+        })
+        .collect())
 }
 
 /// One step's output on the client: the chosen token and, without `--argmax`, the logits.

@@ -2,5 +2,6 @@
 //! besides the library's own API. Nothing below imports from here.
 
 pub mod generate;
+pub mod gpt2_files;
 pub mod model;
 pub mod tooling;

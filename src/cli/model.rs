@@ -235,6 +235,14 @@ pub fn estimate_ms(
     Ok(model.estimate_ms(&plan.ops))
 }
 
+/// A fresh key-set id (16 hex digits from the OS CSPRNG) that every file of one keygen carries.
+pub(crate) fn new_key_id() -> String {
+    use rand_core::RngCore;
+    let mut b = [0u8; 8];
+    rand_core::OsRng.fill_bytes(&mut b);
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
 /// The server's keys for `enc`: relinearization, the encoder's rotations, bootstrapping's.
 fn eval_keys(
     kg: &mut KeyGenerator,
@@ -690,8 +698,9 @@ pub fn eval(
     })
 }
 
-fn header(
-    m: &Loaded,
+/// A file header for the model of fingerprint `model` (no GPT-2 step fields).
+pub(crate) fn header(
+    model: &Fingerprint,
     kind: &str,
     preset: &str,
     tokens: usize,
@@ -700,11 +709,14 @@ fn header(
 ) -> Header {
     Header {
         kind: kind.into(),
-        model: m.fingerprint.clone(),
+        model: model.clone(),
         preset: preset.into(),
         tokens,
         length,
         key_id: key_id.into(),
+        position: None,
+        content: None,
+        progress: None,
     }
 }
 
@@ -746,16 +758,36 @@ pub fn keygen(
     let (sk, seed) = kg.gen_secret_key_seeded();
     let keys = eval_keys(&mut kg, &sk, &params, &pr, &enc)?;
     let keygen_ms = t0.elapsed().as_secs_f64() * 1e3;
-    let key_id: String = {
-        use rand_core::RngCore;
-        let mut b = [0u8; 8];
-        rand_core::OsRng.fill_bytes(&mut b);
-        b.iter().map(|x| format!("{x:02x}")).collect()
-    };
+    write_keys(
+        &m.fingerprint,
+        preset_name,
+        t,
+        out,
+        &ctx,
+        &seed,
+        &keys,
+        keygen_ms,
+    )
+}
+
+/// Writes a new key set: OUT/secret.key (0600, never over an existing one) and OUT/eval.keys,
+/// under a fresh key-set id.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn write_keys(
+    model: &Fingerprint,
+    preset_name: &str,
+    t: usize,
+    out: &Path,
+    ctx: &Arc<Context>,
+    seed: &crate::ckks::SecretSeed,
+    keys: &EvaluationKeys,
+    keygen_ms: f64,
+) -> Result<KeygenReport, String> {
+    let key_id = new_key_id();
     let sk_path = secret_key_path(out);
     let mut secret = Bundle {
-        header: header(&m, "secret-key", preset_name, t, None, &key_id),
-        objects: vec![secret_seed_to_bytes(&params, &seed)],
+        header: header(model, "secret-key", preset_name, t, None, &key_id),
+        objects: vec![secret_seed_to_bytes(&ctx.params, seed)],
     };
     let written = secret.write(&sk_path, true);
     {
@@ -765,8 +797,8 @@ pub fn keygen(
     written.map_err(s)?;
     let ek_path = eval_keys_path(out);
     let ek = Bundle {
-        header: header(&m, "eval-keys", preset_name, t, None, &key_id),
-        objects: vec![keys.to_bytes(&ctx).map_err(s)?],
+        header: header(model, "eval-keys", preset_name, t, None, &key_id),
+        objects: vec![keys.to_bytes(ctx).map_err(s)?],
     };
     ek.write(&ek_path, false).map_err(s)?;
     Ok(KeygenReport {
@@ -779,10 +811,12 @@ pub fn keygen(
     })
 }
 
-/// The secret key of KEYDIR (the client only), with its header.
-fn read_secret(
+/// The secret key of KEYDIR (the client only) for the model of fingerprint `model`, with its
+/// header.
+#[allow(clippy::type_complexity)]
+pub(crate) fn read_secret(
     keys: &Path,
-    m: &Loaded,
+    model: &Fingerprint,
 ) -> Result<
     (
         Header,
@@ -804,7 +838,7 @@ fn read_secret(
     let h = b.header.clone();
     h.expect(
         "secret-key",
-        &header(m, "secret-key", &h.preset, h.tokens, None, &h.key_id),
+        &header(model, "secret-key", &h.preset, h.tokens, None, &h.key_id),
         &path,
     )
     .map_err(s)?;
@@ -825,7 +859,7 @@ fn read_secret(
 }
 
 /// Writes ciphertexts as a bundle with `header` at `out`.
-fn write_cts(
+pub(crate) fn write_cts(
     ctx: &Arc<Context>,
     header: Header,
     cts: &[Ciphertext],
@@ -863,7 +897,7 @@ pub fn encrypt(
     out: &Path,
 ) -> Result<EncryptReport, String> {
     let m = load(dir)?;
-    let (h, params, _pr, sk, ctx) = read_secret(keys, &m)?;
+    let (h, params, _pr, sk, ctx) = read_secret(keys, &m.fingerprint)?;
     Bundle::check_target(out, "input").map_err(s)?;
     if let Some(t) = tokens {
         if t != h.tokens {
@@ -885,7 +919,7 @@ pub fn encrypt(
     let cts = encrypt_rows(&ctx, &enc, &rows, &sk)?;
     write_cts(
         &ctx,
-        header(&m, "input", &h.preset, t, Some(n), &h.key_id),
+        header(&m.fingerprint, "input", &h.preset, t, Some(n), &h.key_id),
         &cts,
         out,
     )?;
@@ -929,7 +963,14 @@ pub fn infer(
     let h = inb.header.clone();
     h.expect(
         "input",
-        &header(&m, "input", &h.preset, h.tokens, None, &h.key_id),
+        &header(
+            &m.fingerprint,
+            "input",
+            &h.preset,
+            h.tokens,
+            None,
+            &h.key_id,
+        ),
         input,
     )
     .map_err(s)?;
@@ -967,7 +1008,14 @@ pub fn infer(
     let (y, bootstraps, ms) = serve(&ctx, keys, &pr, &enc, &cts, quiet)?;
     write_cts(
         &ctx,
-        header(&m, "output", &h.preset, h.tokens, Some(n), &h.key_id),
+        header(
+            &m.fingerprint,
+            "output",
+            &h.preset,
+            h.tokens,
+            Some(n),
+            &h.key_id,
+        ),
         &y,
         out,
     )?;
@@ -997,7 +1045,7 @@ pub struct DecryptReport {
 /// `umbra decrypt` (client): the model's output from OUT.
 pub fn decrypt(dir: &Path, keys: &Path, input: &Path) -> Result<DecryptReport, String> {
     let m = load(dir)?;
-    let (h, params, _pr, sk, ctx) = read_secret(keys, &m)?;
+    let (h, params, _pr, sk, ctx) = read_secret(keys, &m.fingerprint)?;
     let b = Bundle::read(input).map_err(s)?;
     b.header.expect("output", &h, input).map_err(s)?;
     let n = b

@@ -11,7 +11,9 @@
 //! Kinds: `secret-key` (the client's `secret.key`: one framed secret seed; written with file mode
 //! 0600, the only place a secret key is ever written), `eval-keys` (the server's bundle:
 //! relinearization, rotation and bootstrapping keys), `input` (the encrypted embeddings),
-//! `output` (the encrypted pooled vector). Reading checks magic, version, every length, the
+//! `output` (the encrypted pooled vector, or a GPT-2 step's logits), `kv-cache` (GPT-2's
+//! encrypted K and V of every layer, the server's between steps), `checkpoint` (a server step cut
+//! short: its state after the last finished layer). Reading checks magic, version, every length, the
 //! checksum, the kind, and (`Header::expect`) the model, preset and tokens of the other files.
 
 use super::calibration::Fingerprint;
@@ -41,6 +43,30 @@ pub struct Header {
     /// evaluation keys, inputs and outputs of another key set are refused, not decrypted into
     /// garbage.
     pub key_id: String,
+    /// GPT-2 (issue 14): the position of the one token a decode step's input or output is for
+    /// (public to the server, as the position of a token is); absent for a prompt.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub position: Option<usize>,
+    /// GPT-2 step outputs: `logits` (the vocabulary's logits) or `argmax` (the encrypted argmax's
+    /// one-hot).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content: Option<String>,
+    /// A server checkpoint's progress through the layers of one step.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub progress: Option<Progress>,
+}
+
+/// How far a server step got (a `checkpoint` file: `umbra infer` resumes from it).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Progress {
+    /// Layers finished.
+    pub layers_done: usize,
+    /// Bootstraps and server wall time (ms) spent on them, over every run that contributed.
+    pub bootstraps: usize,
+    pub ms: f64,
+    /// Lower-case hex SHA-256 of the input file the step runs on (a checkpoint of another input
+    /// is refused).
+    pub input_sha256: String,
 }
 
 /// What a kind of file is, for messages.
@@ -50,6 +76,8 @@ fn describe(kind: &str) -> String {
         "eval-keys" => "the server's evaluation keys (`umbra keygen`)".into(),
         "input" => "an encrypted input (`umbra encrypt`'s output)".into(),
         "output" => "an encrypted result (`umbra infer`'s output)".into(),
+        "kv-cache" => "a GPT-2 KV cache (`umbra infer --cache`)".into(),
+        "checkpoint" => "a server checkpoint (`umbra infer`, resumed by running it again)".into(),
         other => format!("a {other:?} file"),
     }
 }

@@ -65,6 +65,9 @@ pub struct LayerKv<Ct> {
     pub v: Vec<Ct>,
 }
 
+/// Called after each layer of a server step with (layers done, their output, the cache).
+pub type StepHook<'a, Ct> = dyn FnMut(usize, &[Ct], &[LayerKv<Ct>]) -> Result<(), ModelError> + 'a;
+
 /// The largest value seen, widened; an error when calibration saw nothing there.
 fn widened(v: f64, margin: f64, what: &str, layer: usize) -> Result<f64, ModelError> {
     if !(v.is_finite() && v > 0.0) {
@@ -380,14 +383,37 @@ impl EncryptedGpt2 {
         n: usize,
         progress: &mut dyn FnMut(usize),
     ) -> Result<(Vec<C::Ct>, Vec<LayerKv<C::Ct>>), ModelError> {
+        self.prefill_from(c, x.to_vec(), Vec::new(), n, &mut |i, _, _| {
+            progress(i - 1);
+            Ok(())
+        })
+    }
+
+    /// [`EncryptedGpt2::prefill`] resumed after `cache.len()` layers, `h` their output;
+    /// `after(layers_done, h, cache)` sees the state after each layer (a checkpoint can be written
+    /// there; its error stops the step). Errors: as `prefill`, a cache deeper than the model.
+    #[allow(clippy::type_complexity)]
+    pub fn prefill_from<C: Circuit>(
+        &self,
+        c: &C,
+        mut h: Vec<C::Ct>,
+        mut cache: Vec<LayerKv<C::Ct>>,
+        n: usize,
+        after: &mut StepHook<'_, C::Ct>,
+    ) -> Result<(Vec<C::Ct>, Vec<LayerKv<C::Ct>>), ModelError> {
         let blocks = self.prefill_blocks(n)?;
-        let mut h = x.to_vec();
-        let mut cache = Vec::with_capacity(blocks.len());
-        for (i, b) in blocks.iter().enumerate() {
+        if cache.len() > blocks.len() {
+            return Err(bad(format!(
+                "resuming a prefill after {} layers of a model of {}",
+                cache.len(),
+                blocks.len()
+            )));
+        }
+        for b in &blocks[cache.len()..] {
             let (y, k, v) = b.prefill(c, &self.layout, &h).map_err(nn)?;
             cache.push(LayerKv { k, v });
             h = y;
-            progress(i);
+            after(cache.len(), &h, &cache)?;
         }
         let h = h
             .iter()
@@ -409,13 +435,39 @@ impl EncryptedGpt2 {
         p: usize,
         progress: &mut dyn FnMut(usize),
     ) -> Result<Vec<C::Ct>, ModelError> {
+        self.decode_from(c, x.to_vec(), 0, cache, p, &mut |i, _, _| {
+            progress(i - 1);
+            Ok(())
+        })
+    }
+
+    /// [`EncryptedGpt2::decode`] resumed after `start` layers (`cache`'s first `start` layers
+    /// already hold row p, `h` their output); `after` as in [`EncryptedGpt2::prefill_from`].
+    /// Errors: as `decode`, `start` past the model's depth.
+    pub fn decode_from<C: Circuit>(
+        &self,
+        c: &C,
+        mut h: Vec<C::Ct>,
+        start: usize,
+        cache: &mut [LayerKv<C::Ct>],
+        p: usize,
+        after: &mut StepHook<'_, C::Ct>,
+    ) -> Result<Vec<C::Ct>, ModelError> {
         self.check_step(p, cache.len())?;
-        let mut h = x.to_vec();
-        for (i, (b, kv)) in self.blocks.iter().zip(cache.iter_mut()).enumerate() {
-            let (y, k, v) = b.decode(c, &self.layout, &h, &kv.k, &kv.v, p).map_err(nn)?;
-            *kv = LayerKv { k, v };
+        if start > self.blocks.len() {
+            return Err(bad(format!(
+                "resuming a decode step after {start} layers of a model of {}",
+                self.blocks.len()
+            )));
+        }
+        for i in start..self.blocks.len() {
+            let kv = &cache[i];
+            let (y, k, v) = self.blocks[i]
+                .decode(c, &self.layout, &h, &kv.k, &kv.v, p)
+                .map_err(nn)?;
+            cache[i] = LayerKv { k, v };
             h = y;
-            progress(i);
+            after(i + 1, &h, cache)?;
         }
         self.head(c, &h).map_err(nn)
     }
