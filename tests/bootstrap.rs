@@ -221,3 +221,101 @@ fn bootstrapping_keys_round_trip() {
     // Truncated bytes are an error.
     assert!(EvaluationKeys::from_bytes(&f.ctx, &bytes[..bytes.len() / 2]).is_err());
 }
+
+/// `Refreshing::refresh_all` bootstraps two real ciphertexts as one complex one (a + i b) and
+/// splits them by conjugation: three ciphertexts cost two bootstraps (a pair and a single), on the
+/// evaluator and the simulator alike, and the pair keeps the precision of bootstrapping each
+/// alone (within 0.5 bit; |a + i b| reaches sqrt(2) times the bound), at level 1 and at level 0.
+#[test]
+fn two_real_ciphertexts_share_one_bootstrap() {
+    use umbra::ckks::bootstrap::Refreshing;
+    let f = fixture();
+    let p = &f.ctx.params;
+    let top = p.compute_top_level();
+    let n = f.full.slots();
+    let bound = 3.0;
+    let vals: Vec<Vec<f64>> = (0..3)
+        .map(|s| uniform(n, 40 + s).iter().map(|x| x * bound).collect())
+        .collect();
+    let enc = Encoder::new(&f.ctx);
+    let cts: Vec<Ciphertext> = vals
+        .iter()
+        .map(|v| {
+            let c: Vec<C64> = v.iter().map(|&x| C64::new(x, 0.0)).collect();
+            let pt = enc.encode_complex(&c, 1, None).unwrap();
+            Encryptor::secret(&f.ctx).encrypt_sk(&pt, &f.sk).unwrap()
+        })
+        .collect();
+    let bits = |ct: &Ciphertext, want: &[f64]| -> (f64, f64) {
+        assert_eq!(ct.level, top);
+        assert!(ct.scale > 0.0);
+        let got = Decryptor::new(&f.ctx).decrypt_complex(ct, &f.sk).unwrap();
+        let re: Vec<f64> = got.iter().map(|z| z.re).collect();
+        let im = got.iter().map(|z| z.im.abs()).fold(0.0, f64::max);
+        (precision_bits(&re, want) - bound.log2(), im)
+    };
+    let r = Refreshing::new(&f.ev, &f.full);
+    let out = r.refresh_all(&cts, top, bound).unwrap();
+    assert_eq!(
+        r.bootstraps(),
+        2,
+        "three ciphertexts: one pair and one single"
+    );
+    let single = Refreshing::new(&f.ev, &f.full);
+    for i in 0..3 {
+        let (paired, im) = bits(&out[i], &vals[i]);
+        let (alone, _) = bits(&single.refresh(&cts[i], top, bound).unwrap(), &vals[i]);
+        eprintln!(
+            "ciphertext {i}: {paired:.1} bits in refresh_all, {alone:.1} alone, |im| {im:.1e}"
+        );
+        assert!(paired > alone - 0.5, "{paired} vs {alone}");
+        assert!(paired > 12.0, "{paired}");
+        assert!(im < 2f64.powi(-10) * bound, "{im}");
+    }
+    // Level 0 (bound 1: no level to scale with).
+    let unit: Vec<Vec<f64>> = (0..2)
+        .map(|s| uniform(n, 60 + s).iter().map(|x| x.abs()).collect())
+        .collect();
+    let low: Vec<Ciphertext> = unit
+        .iter()
+        .map(|v| {
+            let c: Vec<C64> = v.iter().map(|&x| C64::new(x, 0.0)).collect();
+            let pt = enc.encode_complex(&c, 0, None).unwrap();
+            Encryptor::secret(&f.ctx).encrypt_sk(&pt, &f.sk).unwrap()
+        })
+        .collect();
+    let r0 = Refreshing::new(&f.ev, &f.full);
+    let out0 = r0.refresh_all(&low, 1, 1.0).unwrap();
+    assert_eq!(r0.bootstraps(), 1);
+    for i in 0..2 {
+        let got = Decryptor::new(&f.ctx)
+            .decrypt_complex(&out0[i], &f.sk)
+            .unwrap();
+        let re: Vec<f64> = got.iter().map(|z| z.re).collect();
+        let paired = precision_bits(&re, &unit[i]);
+        let alone = Decryptor::new(&f.ctx)
+            .decrypt_complex(&single.refresh(&low[i], 1, 1.0).unwrap(), &f.sk)
+            .unwrap();
+        let re1: Vec<f64> = alone.iter().map(|z| z.re).collect();
+        let alone = precision_bits(&re1, &unit[i]);
+        eprintln!("level 0, ciphertext {i}: {paired:.1} bits paired, {alone:.1} alone");
+        assert!(paired > alone - 0.5 && paired > 12.0, "{paired} vs {alone}");
+    }
+    // The planner counts the same.
+    let sim = Simulator::new(p);
+    let sim_boot = Bootstrapper::new(&sim, &f.boot).unwrap();
+    let rs = Refreshing::new(&sim, &sim_boot);
+    let metas: Vec<SimCiphertext> = cts
+        .iter()
+        .map(|c| SimCiphertext {
+            level: c.level,
+            scale: c.scale,
+            slots: c.slots,
+        })
+        .collect();
+    let sim_out = rs.refresh_all(&metas, top, bound).unwrap();
+    assert_eq!(rs.bootstraps(), 2);
+    for (s, o) in sim_out.iter().zip(&out) {
+        assert_eq!((s.level, s.scale), (o.level, o.scale));
+    }
+}

@@ -70,6 +70,40 @@ pub trait Circuit {
             )))
         }
     }
+
+    /// [`Circuit::refresh`] of ciphertexts refreshed at the same point of a layer: `Refreshing`
+    /// bootstraps two real-valued ones in one complex bootstrap. Layers call it (not `refresh`
+    /// in a loop) wherever several ciphertexts of one stage are refreshed together.
+    fn refresh_all(
+        &self,
+        xs: &[Self::Ct],
+        need: usize,
+        bound: f64,
+    ) -> Result<Vec<Self::Ct>, CkksError> {
+        self.refresh_each(xs, &vec![need; xs.len()], bound)
+    }
+
+    /// [`Circuit::refresh_all`] with a level need per ciphertext (`needs[i]` for `xs[i]`; e.g.
+    /// attention's K and V, refreshed at one point for stages of different depth). Errors: the
+    /// slices' lengths differ, as `refresh`.
+    fn refresh_each(
+        &self,
+        xs: &[Self::Ct],
+        needs: &[usize],
+        bound: f64,
+    ) -> Result<Vec<Self::Ct>, CkksError> {
+        if xs.len() != needs.len() {
+            return Err(CkksError::Invalid(format!(
+                "{} ciphertexts and {} level needs",
+                xs.len(),
+                needs.len()
+            )));
+        }
+        xs.iter()
+            .zip(needs)
+            .map(|(x, &n)| self.refresh(x, n, bound))
+            .collect()
+    }
 }
 
 impl Circuit for Evaluator {

@@ -358,10 +358,7 @@ impl EncryptedGpt2 {
     fn head<C: Circuit>(&self, c: &C, x: &[C::Ct]) -> Result<Vec<C::Ct>, CkksError> {
         let (g, b) = (&self.ln_f.gamma, &self.ln_f.beta);
         let h = layernorm::layernorm_in(c, &self.layout, x, g, b, &self.ln_f_options)?;
-        let h = h
-            .iter()
-            .map(|ct| c.refresh(ct, 1, self.head_bound))
-            .collect::<Result<Vec<_>, _>>()?;
+        let h = c.refresh_all(&h, 1, self.head_bound)?;
         lm_head::lm_head(c, &self.layout, &h, &self.head)
     }
 
@@ -415,11 +412,7 @@ impl EncryptedGpt2 {
             h = y;
             after(cache.len(), &h, &cache)?;
         }
-        let h = h
-            .iter()
-            .map(|ct| c.refresh(ct, 1, self.output_bound))
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(nn)?;
+        let h = c.refresh_all(&h, 1, self.output_bound).map_err(nn)?;
         let h = lm_head::replicate_row(c, &self.layout, &h, n - 1).map_err(nn)?;
         Ok((self.head(c, &h).map_err(nn)?, cache))
     }

@@ -146,6 +146,13 @@ impl PolyApprox {
     pub fn evaluate<C: Circuit>(&self, c: &C, x: &C::Ct) -> Result<C::Ct, CkksError> {
         eval_poly(c, x, &self.poly)
     }
+    /// `evaluate` on several ciphertexts, refreshed together first (two per bootstrap under
+    /// `Refreshing`, `Circuit::refresh_all`).
+    pub fn evaluate_all<C: Circuit>(&self, c: &C, xs: &[C::Ct]) -> Result<Vec<C::Ct>, CkksError> {
+        let bound = self.poly.a.abs().max(self.poly.b.abs());
+        let xs = c.refresh_all(xs, poly_depth(c, &self.poly)?, bound)?;
+        xs.iter().map(|x| self.evaluate(c, x)).collect()
+    }
     /// Largest |p - exact| on the interval (sampled).
     pub fn max_error(&self) -> f64 {
         self.poly.max_error(self.exact, 4001)
@@ -290,12 +297,17 @@ impl Exp {
         x.exp()
     }
 
-    fn square<C: Circuit>(&self, c: &C, mut y: C::Ct) -> Result<C::Ct, CkksError> {
+    fn square<C: Circuit>(&self, c: &C, y: C::Ct) -> Result<C::Ct, CkksError> {
+        Ok(self.square_all(c, vec![y])?.remove(0))
+    }
+
+    /// The squarings on several ciphertexts, refreshed together before each.
+    fn square_all<C: Circuit>(&self, c: &C, mut ys: Vec<C::Ct>) -> Result<Vec<C::Ct>, CkksError> {
         for _ in 0..self.squarings {
-            y = c.refresh(&y, 1, 1.0)?;
-            y = mul(c, &y, &y)?;
+            ys = c.refresh_all(&ys, 1, 1.0)?;
+            ys = ys.iter().map(|y| mul(c, y, y)).collect::<Result<_, _>>()?;
         }
-        Ok(y)
+        Ok(ys)
     }
 
     /// Encrypted exp of x in [-range, 0]. Errors: `validate`, too few levels.
@@ -306,8 +318,26 @@ impl Exp {
 
     /// Encrypted exp of an input already in the unit variable. Errors: as `evaluate`.
     pub fn evaluate_unit<C: Circuit>(&self, c: &C, u: &C::Ct) -> Result<C::Ct, CkksError> {
+        Ok(self
+            .evaluate_unit_all(c, std::slice::from_ref(u))?
+            .remove(0))
+    }
+
+    /// `evaluate_unit` on several ciphertexts, each refresh shared (two per bootstrap under
+    /// `Refreshing`).
+    pub fn evaluate_unit_all<C: Circuit>(
+        &self,
+        c: &C,
+        us: &[C::Ct],
+    ) -> Result<Vec<C::Ct>, CkksError> {
         self.validate()?;
-        self.square(c, eval_poly(c, u, &self.unit_poly())?)
+        let poly = self.unit_poly();
+        let us = c.refresh_all(us, poly_depth(c, &poly)?, 1.0)?;
+        let ys = us
+            .iter()
+            .map(|u| eval_poly(c, u, &poly))
+            .collect::<Result<Vec<_>, _>>()?;
+        self.square_all(c, ys)
     }
 }
 
@@ -431,27 +461,46 @@ impl Inverse {
     /// bootstrap's error scales with the bound it is given). x needs the guess's depth + 1
     /// levels; the result lands one level below y0's. Errors: `validate`, too few levels.
     pub fn evaluate<C: Circuit>(&self, c: &C, x: &C::Ct) -> Result<C::Ct, CkksError> {
+        Ok(self.evaluate_all(c, std::slice::from_ref(x))?.remove(0))
+    }
+
+    /// `evaluate` on several ciphertexts, each refresh shared (two per bootstrap under
+    /// `Refreshing`).
+    pub fn evaluate_all<C: Circuit>(&self, c: &C, xs: &[C::Ct]) -> Result<Vec<C::Ct>, CkksError> {
         self.validate()?;
-        let x = &c.refresh(x, poly_depth(c, &self.guess)? + 1, self.b)?;
-        let y0 = eval_poly(c, x, &self.guess)?;
+        let xs = c.refresh_all(xs, poly_depth(c, &self.guess)? + 1, self.b)?;
+        let y0s = xs
+            .iter()
+            .map(|x| eval_poly(c, x, &self.guess))
+            .collect::<Result<Vec<_>, _>>()?;
         if self.iterations == 0 {
-            return Ok(y0);
+            return Ok(y0s);
         }
-        let t = mul(c, x, &y0)?;
-        let mut e = c.add_const(&c.mul_int(&t, -1)?, 1.0)?;
+        let mut es = xs
+            .iter()
+            .zip(&y0s)
+            .map(|(x, y0)| c.add_const(&c.mul_int(&mul(c, x, y0)?, -1)?, 1.0))
+            .collect::<Result<Vec<_>, _>>()?;
         let p_bound = 1.05 / (1.0 - self.guess_error).max(1e-6);
-        let mut p = c.add_const(&e, 1.0)?;
+        let mut ps = es
+            .iter()
+            .map(|e| c.add_const(e, 1.0))
+            .collect::<Result<Vec<_>, _>>()?;
         // (Under `Refreshing`, which keeps a spare level: e >= 2 after squaring and p >= 2 at
         // the end, so that y0 p keeps one level for the caller's product.)
         for _ in 1..self.iterations {
-            e = c.refresh(&e, 2, 1.0)?;
-            e = mul(c, &e, &e)?;
-            p = c.refresh(&p, 1, p_bound)?;
-            p = mul(c, &p, &c.add_const(&e, 1.0)?)?;
+            es = c.refresh_all(&es, 2, 1.0)?;
+            es = es.iter().map(|e| mul(c, e, e)).collect::<Result<_, _>>()?;
+            ps = c.refresh_all(&ps, 1, p_bound)?;
+            ps = ps
+                .iter()
+                .zip(&es)
+                .map(|(p, e)| mul(c, p, &c.add_const(e, 1.0)?))
+                .collect::<Result<_, _>>()?;
         }
-        let p = c.refresh(&p, 1, p_bound)?;
+        let ps = c.refresh_all(&ps, 1, p_bound)?;
         // y0 is not refreshed: it has a level left by construction (see above).
-        mul(c, &y0, &p)
+        y0s.iter().zip(&ps).map(|(y0, p)| mul(c, y0, p)).collect()
     }
 }
 

@@ -370,19 +370,19 @@ pub fn attention_in<C: Circuit>(
     o: &AttentionOptions,
 ) -> Result<Vec<C::Ct>, CkksError> {
     o.validate()?;
-    let fresh = |x: &[C::Ct], need: usize| -> Result<Vec<C::Ct>, CkksError> {
-        x.iter().map(|ct| c.refresh(ct, need, o.bound)).collect()
-    };
-    let (q, k) = (fresh(q, 2)?, fresh(k, 3)?);
+    // Q, K and V refreshed together (two per bootstrap), each for its own stage's depth.
+    let needs: Vec<usize> = [(q.len(), 2), (k.len(), 3), (v.len(), 2)]
+        .iter()
+        .flat_map(|&(n, need)| std::iter::repeat_n(need, n))
+        .collect();
+    let qkv = c.refresh_each(&[q, k, v].concat(), &needs, o.bound)?;
+    let (q, rest) = qkv.split_at(q.len());
+    let (k, v) = rest.split_at(k.len());
     let s = scores(c, layout, &q, &k, o.heads)?;
     let sl = scores_layout(layout, o.heads)?;
     let a = softmax_in(c, &sl, &s, &o.softmax)?;
-    let a = a
-        .iter()
-        .map(|ct| c.refresh(ct, 2, 1.0))
-        .collect::<Result<Vec<_>, _>>()?;
-    let v = fresh(v, 2)?;
-    attend(c, layout, &a, &v, o.heads)
+    let a = c.refresh_all(&a, 2, 1.0)?;
+    attend(c, layout, &a, v, o.heads)
 }
 
 /// Encrypted multi-head attention softmax(Q K^T / sqrt(d_h)) V (causal if the options say so).

@@ -283,10 +283,7 @@ impl Block {
         lin: &Linear,
         bound: f64,
     ) -> Result<Vec<C::Ct>, CkksError> {
-        let x = x
-            .iter()
-            .map(|ct| c.refresh(ct, 1, bound))
-            .collect::<Result<Vec<_>, _>>()?;
+        let x = c.refresh_all(x, 1, bound)?;
         // All inputs at one level (a refresh may have lifted only some of them).
         let l = x.iter().map(|ct| c.level(ct)).min().unwrap_or(0);
         let x = x
@@ -309,7 +306,7 @@ impl Block {
 
     /// Every ciphertext with at least two levels (bootstrapped with `bound` otherwise).
     fn refreshed<C: Circuit>(c: &C, x: &[C::Ct], bound: f64) -> Result<Vec<C::Ct>, CkksError> {
-        x.iter().map(|ct| c.refresh(ct, 1, bound)).collect()
+        c.refresh_all(x, 1, bound)
     }
 
     /// a + b, each operand bounded by `bound`. An operand at level 1 is refreshed first: aligning
@@ -321,10 +318,9 @@ impl Block {
         b: &[C::Ct],
         bound: f64,
     ) -> Result<Vec<C::Ct>, CkksError> {
-        a.iter()
-            .zip(b)
-            .map(|(x, y)| add_aligned(c, &c.refresh(x, 1, bound)?, &c.refresh(y, 1, bound)?))
-            .collect()
+        let ab = c.refresh_all(&[a, b].concat(), 1, bound)?;
+        let (a, b) = ab.split_at(a.len());
+        a.iter().zip(b).map(|(x, y)| add_aligned(c, x, y)).collect()
     }
 
     fn attention_branch<C: Circuit>(
@@ -363,14 +359,9 @@ impl Block {
         // Refreshed here rather than inside `attention_in` (same bootstraps), so that the cache
         // keeps its levels for the next decode step.
         let bound = self.attention.bound;
-        let k = k
-            .iter()
-            .map(|ct| c.refresh(ct, 3, bound))
-            .collect::<Result<Vec<_>, _>>()?;
-        let v = v
-            .iter()
-            .map(|ct| c.refresh(ct, 2, bound))
-            .collect::<Result<Vec<_>, _>>()?;
+        let needs: Vec<usize> = k.iter().map(|_| 3).chain(v.iter().map(|_| 2)).collect();
+        let kv = c.refresh_each(&[&k[..], &v[..]].concat(), &needs, bound)?;
+        let (k, v) = (kv[..k.len()].to_vec(), kv[k.len()..].to_vec());
         let a = attention::attention_in(c, layout, &q, &k, &v, &options)?;
         Ok((self.linear(c, layout, &a, &w.o, b.o)?, k, v))
     }
@@ -401,10 +392,7 @@ impl Block {
     ) -> Result<Vec<C::Ct>, CkksError> {
         let (w, b) = (&self.weights, &self.bounds);
         let f = self.linear(c, layout, h, &w.ff1, b.ff1)?;
-        let g = f
-            .iter()
-            .map(|ct| self.gelu.evaluate(c, ct))
-            .collect::<Result<Vec<_>, _>>()?;
+        let g = self.gelu.evaluate_all(c, &f)?;
         self.linear(c, &layout.with_features(w.ffn()), &g, &w.ff2, b.ff2)
     }
 

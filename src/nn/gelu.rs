@@ -22,7 +22,7 @@ pub fn gelu<C: Circuit>(
     for m in metas(c, x) {
         approx.evaluate(&sim, &m)?;
     }
-    x.iter().map(|ct| approx.evaluate(c, ct)).collect()
+    approx.evaluate_all(c, x)
 }
 
 /// The f64 twin on the same slot vectors with the same polynomial; `OutOfRange` for a slot

@@ -104,10 +104,7 @@ fn layernorm_impl<C: Circuit>(
     // variance is never bootstrapped (its bound, D 2500, is far above typical values, and a
     // bootstrap's error scales with the bound).
     let need = 2 + super::chain::poly_depth(c, &o.inv_sqrt.guess)?;
-    let x = x
-        .iter()
-        .map(|ct| c.refresh(ct, need, o.bound))
-        .collect::<Result<Vec<_>, _>>()?;
+    let x = c.refresh_all(x, need, o.bound)?;
     let x = &x[..];
     let l = c.level(&x[0]);
     if l < 2 {

@@ -404,10 +404,7 @@ fn softmax_impl<C: Circuit>(
     // The change of variable takes one level; grouped sums one more, and a causal or padded mean
     // one more (only visible keys are averaged).
     let need = 1 + usize::from(mean && masked) + usize::from(mean && partial);
-    let x = x
-        .iter()
-        .map(|ct| c.refresh(ct, need, o.score_bound()))
-        .collect::<Result<Vec<_>, _>>()?;
+    let x = c.refresh_all(x, need, o.score_bound())?;
     let x = &x[..];
     let sums = if mean {
         let visible = if o.causal || o.valid_keys.is_some() {
@@ -425,7 +422,7 @@ fn softmax_impl<C: Circuit>(
     } else {
         None
     };
-    let mut es = Vec::with_capacity(x.len());
+    let mut us = Vec::with_capacity(x.len());
     for (i, (ct, m)) in x.iter().zip(&masks).enumerate() {
         let s = sums.as_ref().map(|s| &s[i.min(s.len() - 1)]);
         let l = s.map_or(c.level(ct), |s| c.level(s));
@@ -446,19 +443,18 @@ fn softmax_impl<C: Circuit>(
         }
         let u = c.with_scale(&c.rescale(&a)?, target);
         let u = c.add_const(&u, -1.0)?;
-        es.push(first_exp.evaluate_unit(c, &u)?);
+        us.push(u);
     }
+    let es = first_exp.evaluate_unit_all(c, &us)?;
     let pads = padding_rows(layout, &masks, group)?;
     let (k0, k1) = o.sum_scales;
     let mut p = normalize(c, layout, &es, group, &pads, &o.inverse, k0)?;
     if let Some(inv) = &o.round_inverse {
         for _ in 0..o.rounds {
-            let q = p
+            let q = c
+                .refresh_all(&p, 1, 1.0)?
                 .iter()
-                .map(|v| {
-                    let v = c.refresh(v, 1, 1.0)?;
-                    mul(c, &v, &v)
-                })
+                .map(|v| mul(c, v, v))
                 .collect::<Result<Vec<_>, _>>()?;
             p = normalize(c, layout, &q, group, &pads, inv, k1)?;
         }
@@ -481,12 +477,9 @@ fn normalize<C: Circuit>(
     // The sums go into the inverse without a bootstrap of their own: a bootstrap's error scales
     // with its bound (the key count), far above typical sums (e^-above .. a few).
     let need = usize::from(masked) + super::chain::poly_depth(c, &inverse.guess)? + 1;
-    let es = es
-        .iter()
-        .map(|e| c.refresh(e, need, 1.0))
-        .collect::<Result<Vec<_>, _>>()?;
+    let es = c.refresh_all(&es, need, 1.0)?;
     let totals = group_sums(c, layout, &es, group)?;
-    let invs = totals
+    let sums = totals
         .iter()
         .enumerate()
         .map(|(i, s)| {
@@ -497,20 +490,24 @@ fn normalize<C: Circuit>(
                 }
                 _ => s.clone(),
             };
-            let s = if k == 1 { s } else { c.mul_int(&s, k)? };
-            inverse.evaluate(c, &s)
+            if k == 1 {
+                Ok(s)
+            } else {
+                c.mul_int(&s, k)
+            }
         })
         .collect::<Result<Vec<_>, _>>()?;
+    let invs = inverse.evaluate_all(c, &sums)?;
     let inv_bound = 1.5 / inverse.a;
+    // One level each, no spare: the probabilities (<= 1) bootstrap from level 0 (two per
+    // bootstrap). The inverse has its level by construction, so its wide bound is never used
+    // (scaled sums, k > 1: it is at most 1/2 and bootstraps from level 0 too).
+    let es = c.refresh_all(&es, 0, 1.0)?;
+    let invs = c.refresh_all(&invs, 0, inv_bound)?;
     es.iter()
         .enumerate()
         .map(|(i, e)| {
-            // One level each, no spare: the probabilities (<= 1) bootstrap from level 0. The
-            // inverse has its level by construction, so its wide bound is never used (scaled
-            // sums, k > 1: it is at most 1/2 and bootstraps from level 0 too).
-            let e = c.refresh(e, 0, 1.0)?;
-            let inv = c.refresh(&invs[i.min(invs.len() - 1)], 0, inv_bound)?;
-            let p = mul(c, &e, &inv)?;
+            let p = mul(c, e, &invs[i.min(invs.len() - 1)])?;
             if k == 1 {
                 Ok(p)
             } else {

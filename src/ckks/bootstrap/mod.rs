@@ -496,10 +496,35 @@ impl<P> Bootstrapper<P> {
     /// default scale. Messages must satisfy |m| <= 1 for the stated precision (|m| up to ~8 works
     /// with less).
     pub fn bootstrap<C: Circuit<Pt = P>>(&self, c: &C, ct: &C::Ct) -> Result<C::Ct, CkksError> {
+        self.bootstrap_gain(c, ct, false)
+    }
+
+    /// `bootstrap` returning m / 2 (on the default scale, at no cost: EvalMod's last double
+    /// angle computes (2y^2 - 1) / 2 as y^2 - 1/2, or the arcsine's coefficients are halved).
+    /// Two real messages bootstrapped as one complex one come apart as a = z + conj(z) from it
+    /// (`Refreshing::bootstrap_pair`).
+    pub fn bootstrap_halved<C: Circuit<Pt = P>>(
+        &self,
+        c: &C,
+        ct: &C::Ct,
+    ) -> Result<C::Ct, CkksError> {
+        self.bootstrap_gain(c, ct, true)
+    }
+
+    fn bootstrap_gain<C: Circuit<Pt = P>>(
+        &self,
+        c: &C,
+        ct: &C::Ct,
+        half: bool,
+    ) -> Result<C::Ct, CkksError> {
         let d0 = c.scale(ct);
         let x = self.mod_raise(c, ct)?;
         let parts = self.coeffs_to_slots(c, &x)?;
-        let y = self.eval_mod_parts(c, parts)?;
+        let ys = parts
+            .iter()
+            .map(|u| self.eval_mod_gain(c, u, half))
+            .collect::<Result<Vec<_>, _>>()?;
+        let y = Self::recombine(c, &ys)?;
         self.slots_to_coeffs(c, &y, d0)
     }
 
@@ -555,7 +580,11 @@ impl<P> Bootstrapper<P> {
             .iter()
             .map(|u| self.eval_mod(c, u))
             .collect::<Result<Vec<_>, _>>()?;
-        match ys.as_slice() {
+        Self::recombine(c, &ys)
+    }
+
+    fn recombine<C: Circuit>(c: &C, ys: &[C::Ct]) -> Result<C::Ct, CkksError> {
+        match ys {
             [w] => Ok(w.clone()),
             [re, im] => c.add(re, &c.mul_i(im)?),
             _ => Err(CkksError::Invalid("EvalMod takes one or two parts".into())),
@@ -583,20 +612,45 @@ impl<P> Bootstrapper<P> {
     /// EvalMod on real slot values x / K: sin(2 pi x) (the 1/(2 pi) and Q_0 / D0 factors are
     /// applied by reading the result at another scale), with optional arcsine.
     pub fn eval_mod<C: Circuit>(&self, c: &C, u: &C::Ct) -> Result<C::Ct, CkksError> {
+        self.eval_mod_gain(c, u, false)
+    }
+
+    /// `eval_mod`, halved when `half` (free: see `bootstrap_halved`).
+    fn eval_mod_gain<C: Circuit>(&self, c: &C, u: &C::Ct, half: bool) -> Result<C::Ct, CkksError> {
         let p = c.params().clone();
         let level_after_cos = c.level(u) - depth_of(self.lit.mod_degree);
-        let mut y = evaluate(c, u, &self.cosine, p.default_scales[level_after_cos])?;
-        for _ in 0..self.lit.double_angle {
+        let cosine;
+        let poly = if half && self.lit.double_angle == 0 && self.arcsine.is_none() {
+            cosine = halved(&self.cosine);
+            &cosine
+        } else {
+            &self.cosine
+        };
+        let mut y = evaluate(c, u, poly, p.default_scales[level_after_cos])?;
+        for i in 0..self.lit.double_angle {
             let sq = c.mul_relin(&y, &y)?;
-            let twice = c.mul_int(&sq, 2)?;
-            y = c.rescale(&c.add_const(&twice, -1.0)?)?;
+            y = if half && self.arcsine.is_none() && i + 1 == self.lit.double_angle {
+                c.rescale(&c.add_const(&sq, -0.5)?)?
+            } else {
+                let twice = c.mul_int(&sq, 2)?;
+                c.rescale(&c.add_const(&twice, -1.0)?)?
+            };
         }
         if let Some(a) = &self.arcsine {
             let level_after = c.level(&y) - depth_of(self.lit.arcsine_degree);
             let s = c.scale(&y);
-            y = evaluate(c, &y, a, s.min(p.default_scales[level_after]))?;
+            let a = if half { halved(a) } else { a.clone() };
+            y = evaluate(c, &y, &a, s.min(p.default_scales[level_after]))?;
         }
         Ok(y)
+    }
+}
+
+/// `poly` / 2.
+fn halved(poly: &Chebyshev) -> Chebyshev {
+    Chebyshev {
+        coeffs: poly.coeffs.iter().map(|c| c / 2.0).collect(),
+        ..poly.clone()
     }
 }
 

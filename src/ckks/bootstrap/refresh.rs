@@ -46,52 +46,105 @@ impl<'a, C: Circuit> Refreshing<'a, C> {
         self.boot.output_level()
     }
 
-    /// Bootstraps `a` (|m| <= bound) to the top compute level, on the default scale.
-    pub fn bootstrap(&self, a: &C::Ct, bound: f64) -> Result<C::Ct, CkksError> {
-        let c = self.inner;
+    /// The integer k = ceil(bound) that a message |m| <= bound is divided by before
+    /// bootstrapping. Errors: a bound outside (0, 2^53].
+    fn divisor(bound: f64) -> Result<f64, CkksError> {
         // ceil(B) multiplies back as an exact integer: past 2^53 it would not be one.
         if !(bound.is_finite() && bound > 0.0 && bound <= 2f64.powi(53)) {
             return Err(CkksError::Invalid(format!(
                 "bootstrap bound {bound} must be in (0, 2^53]"
             )));
         }
-        let k = bound.ceil().max(1.0);
-        let l = c.level(a);
-        let x = if l == 0 {
+        Ok(bound.ceil().max(1.0))
+    }
+
+    /// a / k at level 0 on the default scale (one constant product folded into one rescale);
+    /// `a` itself when k = 1 and it is at level 0 already. Errors: k > 1 at level 0.
+    fn scaled_down(&self, a: &C::Ct, k: f64, bound: f64) -> Result<C::Ct, CkksError> {
+        let c = self.inner;
+        if c.level(a) == 0 {
             if k > 1.0 {
                 return Err(CkksError::LevelsExhausted(format!(
                     "bootstrapping a message up to {bound} needs one level to scale it into \
                      [-1, 1]; the ciphertext is at level 0"
                 )));
             }
-            a.clone()
-        } else {
-            // a / k at level 0 on the default scale.
-            let x = c.drop_to_level(a, 1)?;
-            let p = c.params();
-            let target = p.default_scales[0];
-            let y = c.mul_const(&x, 1.0 / k, target * p.rescale_factor(1) / c.scale(&x))?;
-            c.with_scale(&c.rescale(&y)?, target)
+            return Ok(a.clone());
+        }
+        let x = c.drop_to_level(a, 1)?;
+        let p = c.params();
+        let target = p.default_scales[0];
+        let y = c.mul_const(&x, 1.0 / k, target * p.rescale_factor(1) / c.scale(&x))?;
+        Ok(c.with_scale(&c.rescale(&y)?, target))
+    }
+
+    /// The bootstrapper on a level-0 ciphertext (a sparse one of n slots is n-periodic in the
+    /// bootstrapper's slots); halved when `half` (`Bootstrapper::bootstrap_halved`).
+    fn raw_bootstrap(&self, x: &C::Ct, half: bool) -> Result<C::Ct, CkksError> {
+        let c = self.inner;
+        let boot = |x: &C::Ct| {
+            if half {
+                self.boot.bootstrap_halved(c, x)
+            } else {
+                self.boot.bootstrap(c, x)
+            }
         };
-        // A sparse ciphertext (n slots) is n-periodic in the bootstrapper's slots.
-        let n = c.slots(&x);
-        let x = if n < self.boot.slots() {
-            c.with_slots(&x, self.boot.slots())?
-        } else {
-            x
-        };
-        let y = self.boot.bootstrap(c, &x)?;
+        let n = c.slots(x);
         let y = if n < self.boot.slots() {
+            let y = boot(&c.with_slots(x, self.boot.slots())?)?;
             c.with_slots(&y, n)?
         } else {
-            y
+            boot(x)?
         };
         self.bootstraps.set(self.bootstraps.get() + 1);
+        Ok(y)
+    }
+
+    /// Bootstraps `a` (|m| <= bound) to the top compute level, on the default scale.
+    pub fn bootstrap(&self, a: &C::Ct, bound: f64) -> Result<C::Ct, CkksError> {
+        let k = Self::divisor(bound)?;
+        let y = self.raw_bootstrap(&self.scaled_down(a, k, bound)?, false)?;
         if k > 1.0 {
-            c.mul_int(&y, k as i64)
+            self.inner.mul_int(&y, k as i64)
         } else {
             Ok(y)
         }
+    }
+
+    /// Bootstraps two real-valued ciphertexts (|m| <= bound each, full slots) in one: z =
+    /// (a + i b) / k is bootstrapped to z / 2 (`Bootstrapper::bootstrap_halved`, free),
+    /// multiplied back by k, and split by conjugation: a = z' + conj(z'), b = i (conj(z') - z').
+    /// THOR (Moon et al. 2024) packs two real ciphertexts per complex bootstrap the same way:
+    /// CKKS bootstrapping refreshes complex slots at the cost of real ones, so this halves the
+    /// bootstraps for one conjugation, at the precision of one bootstrap each
+    /// (`tests/bootstrap.rs`; |a + i b| / k reaches sqrt 2, which EvalMod does not notice).
+    /// Operands of different scales at level 0 (nothing to align them with) are bootstrapped
+    /// one by one. Errors: as `bootstrap`.
+    pub fn bootstrap_pair(
+        &self,
+        a: &C::Ct,
+        b: &C::Ct,
+        bound: f64,
+    ) -> Result<(C::Ct, C::Ct), CkksError> {
+        let c = self.inner;
+        let k = Self::divisor(bound)?;
+        let xa = self.scaled_down(a, k, bound)?;
+        let xb = self.scaled_down(b, k, bound)?;
+        // The bootstrapper reads its input at its own scale: a sum needs one scale.
+        if (c.scale(&xa) / c.scale(&xb) - 1.0).abs() > 1e-9 {
+            return Ok((self.bootstrap(a, bound)?, self.bootstrap(b, bound)?));
+        }
+        let z = self.raw_bootstrap(&c.add(&xa, &c.mul_i(&xb)?)?, true)?;
+        let z = if k > 1.0 { c.mul_int(&z, k as i64)? } else { z };
+        let zc = c.conjugate(&z)?;
+        Ok((c.add(&z, &zc)?, c.mul_i(&c.sub(&zc, &z)?)?))
+    }
+
+    /// Whether a ciphertext may share a bootstrap ([`Refreshing::bootstrap_pair`]): full-slot,
+    /// and at level >= 1 unless its bound is at most 1.
+    fn pairable(&self, a: &C::Ct, bound: f64) -> bool {
+        let c = self.inner;
+        (c.level(a) >= 1 || bound <= 1.0) && c.slots(a) == self.boot.slots()
     }
 }
 
@@ -179,5 +232,56 @@ impl<C: Circuit> Circuit for Refreshing<'_, C> {
             )));
         }
         self.bootstrap(a, bound)
+    }
+
+    /// `refresh` of every ciphertext, two per bootstrap where two need one
+    /// ([`Refreshing::bootstrap_pair`]); the rest one by one.
+    fn refresh_each(
+        &self,
+        xs: &[C::Ct],
+        needs: &[usize],
+        bound: f64,
+    ) -> Result<Vec<C::Ct>, CkksError> {
+        if xs.len() != needs.len() {
+            return Err(CkksError::Invalid(format!(
+                "{} ciphertexts and {} level needs",
+                xs.len(),
+                needs.len()
+            )));
+        }
+        let out = self.boot.output_level();
+        let stale: Vec<usize> = (0..xs.len())
+            .filter(|&i| self.level(&xs[i]) <= needs[i])
+            .collect();
+        if let Some(&i) = stale.iter().find(|&&i| needs[i] > out) {
+            return Err(CkksError::LevelsExhausted(format!(
+                "a stage needs {} levels, bootstrapping gives {out}",
+                needs[i]
+            )));
+        }
+        let mut ys: Vec<Option<C::Ct>> = xs
+            .iter()
+            .zip(needs)
+            .map(|(x, &n)| (self.level(x) > n).then(|| x.clone()))
+            .collect();
+        let (pairable, single): (Vec<usize>, Vec<usize>) = stale
+            .into_iter()
+            .partition(|&i| self.pairable(&xs[i], bound));
+        for pair in pairable.chunks(2) {
+            if let [i, j] = *pair {
+                let (a, b) = self.bootstrap_pair(&xs[i], &xs[j], bound)?;
+                ys[i] = Some(a);
+                ys[j] = Some(b);
+            } else {
+                ys[pair[0]] = Some(self.bootstrap(&xs[pair[0]], bound)?);
+            }
+        }
+        for i in single {
+            ys[i] = Some(self.bootstrap(&xs[i], bound)?);
+        }
+        Ok(ys
+            .into_iter()
+            .map(|y| y.expect("every ciphertext refreshed"))
+            .collect())
     }
 }
