@@ -1092,6 +1092,7 @@ fn estimate(s: LayerShape, layers: usize) -> Result<(), String> {
     ))?;
     emit(format!("levels per layer     {:>10}", r.levels_per_layer))?;
     emit(format!("key switches         {:>10}", r.key_switches))?;
+    emit(format!("one bootstrap        {:>10.0} ms", r.bootstrap_ms))?;
     emit(format!(
         "calibration          {:>10.0} ms",
         r.calibration_ms

@@ -78,6 +78,12 @@ fn planner_matches_the_run_and_prices_it() {
     let est = estimate("bert-block", 64, 2, 16, 2, PRESET, Device::Cpu).unwrap();
     assert_eq!(est.bootstraps_per_layer, plan.bootstraps);
     assert!((est.estimated_ms - 2.0 * est.estimated_ms_per_layer).abs() < 1e-6);
+    // One bootstrap's price: positive, and the layer's bootstraps are part of the layer's.
+    let boots = est.bootstrap_ms * est.bootstraps_per_layer as f64;
+    assert!(
+        est.bootstrap_ms > 0.0 && boots < est.estimated_ms_per_layer,
+        "{est:?}"
+    );
     let run = bench_layer("bert-block", 64, 2, 16, PRESET, Device::Cpu, 5, false).unwrap();
     let ratio = run.ms / est.estimated_ms_per_layer;
     eprintln!(

@@ -490,6 +490,9 @@ pub struct EstimateReport {
     /// Operation counts of all layers, by kind.
     pub ops: BTreeMap<&'static str, usize>,
     pub key_switches: usize,
+    /// One full-slot bootstrap on this backend (with `Refreshing`'s scaling into [-1, 1]), by the
+    /// same cost model: what the bootstraps above cost apiece.
+    pub bootstrap_ms: f64,
     /// Time spent calibrating the cost model.
     pub calibration_ms: f64,
 }
@@ -517,6 +520,10 @@ pub fn estimate(
     let model = CostModel::calibrate(&ctx, Some(&pr.boot), 4, 3)?;
     let calibration_ms = t.elapsed().as_secs_f64() * 1e3;
     let per = model.estimate_ms(&jp.plan.ops);
+    let one = planner::plan(&params, &pr.boot, 1, params.max_slots(), |c, x| {
+        c.refresh_all(x, params.compute_top_level(), 2.0)
+    })?;
+    let bootstrap_ms = model.estimate_ms(&one.ops);
     let l = layers;
     let ops = jp
         .plan
@@ -540,6 +547,7 @@ pub fn estimate(
         levels_per_layer: jp.levels,
         ops,
         key_switches: jp.plan.ops.key_switches() * l,
+        bootstrap_ms,
         calibration_ms,
     })
 }
