@@ -905,11 +905,22 @@ impl Sign {
 
     /// Encrypted sign (or step). Errors: `validate`, too few levels.
     pub fn evaluate<C: Circuit>(&self, c: &C, x: &C::Ct) -> Result<C::Ct, CkksError> {
+        Ok(self.evaluate_all(c, std::slice::from_ref(x))?.remove(0))
+    }
+
+    /// `evaluate` on several ciphertexts, each stage's refresh shared (two per bootstrap under
+    /// `Refreshing`).
+    pub fn evaluate_all<C: Circuit>(&self, c: &C, xs: &[C::Ct]) -> Result<Vec<C::Ct>, CkksError> {
         self.validate()?;
-        let mut y = x.clone();
+        let mut ys = xs.to_vec();
         for p in &self.stages {
-            y = eval_poly(c, &y, p)?;
+            let bound = p.a.abs().max(p.b.abs());
+            ys = c.refresh_all(&ys, poly_depth(c, p)?, bound)?;
+            ys = ys
+                .iter()
+                .map(|y| eval_poly(c, y, p))
+                .collect::<Result<_, _>>()?;
         }
-        Ok(y)
+        Ok(ys)
     }
 }

@@ -156,11 +156,11 @@ pub fn argmax_multi<C: Circuit>(
             )
         })
         .collect();
-    let z = x
-        .iter()
+    let z = c
+        .refresh_all(x, 1, o.bound)?
+        .into_iter()
         .enumerate()
-        .map(|(k, ct)| {
-            let mut ct = c.refresh(ct, 1, o.bound)?;
+        .map(|(k, mut ct)| {
             if k + 1 == x.len() {
                 let pt = c.encode(&pad, c.level(&ct), c.scale(&ct))?;
                 ct = c.add_plain(&ct, &pt)?;
@@ -184,16 +184,18 @@ pub fn argmax_multi<C: Circuit>(
         m = max2(c, &a, &b, &o.sign)?;
     }
     let m = row_max(c, &m, &o.sign)?;
-    z.iter()
+    let ws = z
+        .iter()
         .map(|zc| {
             let w = if c.level(zc) > c.level(&m) {
                 c.sub(&to_level(c, zc, 1.0, c.level(&m))?, &m)?
             } else {
                 super::chain::add_aligned(c, zc, &c.mul_int(&m, -1)?)?
             };
-            o.step.evaluate(c, &c.add_const(&w, o.delta())?)
+            c.add_const(&w, o.delta())
         })
-        .collect()
+        .collect::<Result<Vec<_>, CkksError>>()?;
+    o.step.evaluate_all(c, &ws)
 }
 
 fn multi_slots(slots: Vec<usize>, count: usize) -> Result<usize, CkksError> {
