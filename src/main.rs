@@ -243,26 +243,33 @@ enum Cmd {
     /// Client: a secret key (KEYDIR/secret.key, mode 0600) and the server's evaluation keys
     /// (KEYDIR/eval.keys) for a model at T tokens (GPT-2: the window, prompt and new tokens).
     Keygen {
+        /// The model directory (BERT or GPT-2; every file of the session is bound to it).
         #[arg(long, default_value = umbra::cli::model::DEFAULT_MODEL)]
         model: PathBuf,
+        /// Tokens T (a power of two): BERT pads each input to T; GPT-2's window holds the prompt
+        /// and every new token fed back (prompt + new - 1 <= T <= n_positions).
         #[arg(long, default_value_t = 16)]
         tokens: usize,
+        /// The parameter preset (`umbra presets`; 128-bit by default).
         #[arg(long, default_value = umbra::cli::model::DEFAULT_PRESET)]
         preset: String,
         /// The key directory.
         #[arg(long)]
         out: PathBuf,
+        /// One JSON object on stdout.
         #[arg(long)]
         json: bool,
     },
     /// Client: tokenize, embed and encrypt a text under KEYDIR's secret key (GPT-2: the prompt,
     /// or with --token and --position one new token for a decode step).
     Encrypt {
+        /// The model directory (BERT or GPT-2; every file of the session is bound to it).
         #[arg(long, default_value = umbra::cli::model::DEFAULT_MODEL)]
         model: PathBuf,
         /// The key directory of `umbra keygen`.
         #[arg(long)]
         keys: PathBuf,
+        /// The text (GPT-2: the prompt).
         #[arg(long, required_unless_present = "token", conflicts_with = "token")]
         text: Option<String>,
         /// GPT-2 decode step: the new token's id (`umbra decrypt`'s `token`).
@@ -274,21 +281,26 @@ enum Cmd {
         /// Must equal the keys' token count (default: theirs).
         #[arg(long)]
         tokens: Option<usize>,
+        /// Where the encrypted input goes.
         #[arg(long)]
         out: PathBuf,
+        /// One JSON object on stdout.
         #[arg(long)]
         json: bool,
     },
     /// Server: the encrypted encoder and pooling with the evaluation keys only (GPT-2: the
     /// prefill or one decode step, with the KV cache file).
     Infer {
+        /// The model directory (BERT or GPT-2; every file of the session is bound to it).
         #[arg(long, default_value = umbra::cli::model::DEFAULT_MODEL)]
         model: PathBuf,
         /// KEYDIR/eval.keys.
         #[arg(long)]
         eval_keys: PathBuf,
+        /// The encrypted input (`umbra encrypt --out`).
         #[arg(long = "in")]
         input: PathBuf,
+        /// Where the encrypted result goes.
         #[arg(long)]
         out: PathBuf,
         /// GPT-2: the encrypted KV cache (written by the prefill, read and updated by each
@@ -302,26 +314,33 @@ enum Cmd {
         /// GPT-2: stop after N layers of the step, leaving the checkpoint (a long step in slices).
         #[arg(long)]
         stop_after_layers: Option<usize>,
+        /// cpu, cuda, wgpu or auto (default: UMBRA_BACKEND, else auto).
         #[arg(long)]
         backend: Option<String>,
+        /// Threads (default: all cores).
         #[arg(long, value_parser = at_least_one)]
         threads: Option<usize>,
+        /// One JSON object on stdout.
         #[arg(long)]
         json: bool,
     },
     /// Client: decrypt the server's output into the model's embedding (GPT-2: the logits and
     /// the next token).
     Decrypt {
+        /// The model directory (BERT or GPT-2; every file of the session is bound to it).
         #[arg(long, default_value = umbra::cli::model::DEFAULT_MODEL)]
         model: PathBuf,
+        /// The key directory of `umbra keygen` (its secret.key).
         #[arg(long)]
         keys: PathBuf,
+        /// The server's result (`umbra infer --out`).
         #[arg(long = "in")]
         input: PathBuf,
         /// GPT-2: the ids fed so far (prompt, then new tokens; comma-separated): compares with
         /// the plaintext model on that prefix.
         #[arg(long, value_delimiter = ',')]
         prefix_ids: Vec<u32>,
+        /// One JSON object on stdout.
         #[arg(long)]
         json: bool,
     },
@@ -698,7 +717,10 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
                     }
                     _ => return Err("pass --text PROMPT, or --token ID --position P".into()),
                 };
-                model_cmd::print(&gpt2_files::encrypt(&model, &keys, input, &out)?, json)?
+                model_cmd::print(
+                    &gpt2_files::encrypt(&model, &keys, input, tokens, &out)?,
+                    json,
+                )?
             } else {
                 let text = text.ok_or(
                     "--token and --position are for GPT-2 decode steps: pass --text for this model",
@@ -734,6 +756,14 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
                     quiet: false,
                 };
                 let r = gpt2_files::infer(&model, &eval_keys, &input, &cache, &out, &opt)?;
+                if let Some(ck) = r.checkpoint.as_deref().filter(|_| !json) {
+                    eprintln!(
+                        "umbra: stopped after layer {} of {}; {ck} holds the step: run the same \
+                         command again (without --stop-after-layers, or with a later layer) to \
+                         resume",
+                        r.layers_done, r.layers
+                    );
+                }
                 model_cmd::print(&r, json)?
             } else {
                 if cache.is_some() || argmax || stop_after_layers.is_some() {

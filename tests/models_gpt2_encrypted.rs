@@ -275,7 +275,7 @@ fn file_commands_prefill_resume_decode_and_refusals() {
         work.join("kv.cache"),
         work.join("logits.ct"),
     );
-    let er = encrypt(dir, &keys, StepInput::Prompt(prompt), &pct).unwrap();
+    let er = encrypt(dir, &keys, StepInput::Prompt(prompt), None, &pct).unwrap();
     assert_eq!(
         (er.ids.clone(), er.length, er.position),
         (ids.clone(), n, None)
@@ -294,7 +294,14 @@ fn file_commands_prefill_resume_decode_and_refusals() {
     assert!(ckpt.is_file() && !out.exists() && !cache.exists());
     // The checkpoint is this input's: another prompt is refused while it is there.
     let other = work.join("other.ct");
-    encrypt(dir, &keys, StepInput::Prompt("The quick brown fox"), &other).unwrap();
+    encrypt(
+        dir,
+        &keys,
+        StepInput::Prompt("The quick brown fox"),
+        None,
+        &other,
+    )
+    .unwrap();
     opt.stop_after_layers = None;
     let e = infer(dir, &ek, &other, &cache, &out, &opt).unwrap_err();
     assert!(e.contains("checkpoint of another input"), "{e}");
@@ -317,6 +324,7 @@ fn file_commands_prefill_resume_decode_and_refusals() {
             id: d.token,
             position: n,
         },
+        None,
         &sct,
     )
     .unwrap();
@@ -335,7 +343,29 @@ fn file_commands_prefill_resume_decode_and_refusals() {
     assert!(err < 2f64.powi(-8), "decode: logit error {err} of the std");
     // The same step again: the cache now holds n + 1 positions.
     let e = infer(dir, &ek, &sct, &cache, &out, &opt).unwrap_err();
-    assert!(e.contains("wrong position"), "{e}");
+    assert!(
+        e.contains("wrong position") && e.contains("already ran"),
+        "{e}"
+    );
+    // A prefill never overwrites a conversation's cache; a stop outside the step is refused.
+    let e = infer(dir, &ek, &pct, &cache, &out, &opt).unwrap_err();
+    assert!(e.contains("already holds"), "{e}");
+    let bad_stop = InferOptions {
+        stop_after_layers: Some(2),
+        ..opt.clone()
+    };
+    let e = infer(dir, &ek, &pct, &work.join("fresh.cache"), &out, &bad_stop).unwrap_err();
+    assert!(e.contains("--stop-after-layers 2"), "{e}");
+    // The window's size is the keys'.
+    let unused = work.join("unused.ct");
+    let e = encrypt(dir, &keys, StepInput::Prompt(prompt), Some(16), &unused).unwrap_err();
+    assert!(e.contains("--tokens 16"), "{e}");
+    // A model with the same config.json but other weights (another seed) is another model.
+    let tok = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/gpt2-tokenizer");
+    let twin_dir = work.join("seed2");
+    generate_gpt2(&Gpt2Arch::gpt2_tiny(), &twin_dir, &tok, 2).unwrap();
+    let e = decrypt(&twin_dir, &keys, &out, None).unwrap_err();
+    assert!(e.contains("another model"), "{e}");
     // A prefix of the wrong length is refused by decrypt.
     let e = decrypt(dir, &keys, &out, Some(&ids)).unwrap_err();
     assert!(e.contains("--prefix-ids"), "{e}");
@@ -347,14 +377,14 @@ fn file_commands_prefill_resume_decode_and_refusals() {
         id: d2.token,
         position: n + 1,
     };
-    encrypt(dir, &keys2, tok, &s2).unwrap();
+    encrypt(dir, &keys2, tok, None, &s2).unwrap();
     let e = infer(dir, &keys2.join("eval.keys"), &s2, &cache, &out, &opt).unwrap_err();
     assert!(e.contains("key set"), "{e}");
     // A prompt longer than the window, a position outside it.
     let long = "one two three four five six seven eight nine ten";
-    let e = encrypt(dir, &keys, StepInput::Prompt(long), &s2).unwrap_err();
+    let e = encrypt(dir, &keys, StepInput::Prompt(long), None, &s2).unwrap_err();
     assert!(e.contains("window"), "{e}");
     let far = StepInput::Token { id: 1, position: 8 };
-    let e = encrypt(dir, &keys, far, &s2).unwrap_err();
+    let e = encrypt(dir, &keys, far, None, &s2).unwrap_err();
     assert!(e.contains("--position 8"), "{e}");
 }

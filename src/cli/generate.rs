@@ -136,7 +136,8 @@ pub fn window(prompt: usize, max_new: usize, max_positions: usize) -> Result<usi
     }
     if need > max_positions {
         return Err(format!(
-            "{prompt} prompt tokens and {max_new} new ones need {need} positions, more than the \
+            "{prompt} prompt tokens and {max_new} new ones need {need} positions (the last new \
+             token is never fed back), more than the \
              model's n_positions = {max_positions}"
         ));
     }
@@ -541,8 +542,8 @@ pub fn generate(
             let need = window(ids.len(), max_new, c.max_positions)?;
             if !t.is_power_of_two() || t < need || t > c.max_positions {
                 return Err(format!(
-                    "--tokens {t}: need a power of two from {need} (prompt {} + {max_new} new) \
-                     to the model's n_positions = {}",
+                    "--tokens {t}: need a power of two from {need} (prompt {} + {max_new} new \
+                     - 1: the last new token is never fed back) to the model's n_positions = {}",
                     ids.len(),
                     c.max_positions
                 ));

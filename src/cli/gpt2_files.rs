@@ -58,6 +58,13 @@ pub fn keygen(
     out: &Path,
 ) -> Result<KeygenReport, String> {
     let l = load(dir)?;
+    let max = l.model.config.max_positions;
+    if !tokens.is_power_of_two() || tokens < 2 || tokens > max {
+        return Err(format!(
+            "--tokens {tokens}: the window (prompt + new tokens - 1 positions) must be a power of \
+             two from 2 to the model's n_positions = {max}"
+        ));
+    }
     let (pr, params) = preset(preset_name)?;
     let enc = model_at(&l, tokens, params.max_slots())?;
     if super::model::secret_key_path(out).exists() {
@@ -66,6 +73,13 @@ pub fn keygen(
             super::model::secret_key_path(out).display()
         ));
     }
+    if out.exists() && !out.is_dir() {
+        return Err(format!(
+            "--out {}: a file; pass a directory for the keys",
+            out.display()
+        ));
+    }
+    check_preset(&enc, &pr, &params, preset_name)?;
     std::fs::create_dir_all(out).map_err(|e| format!("{}: {e}", out.display()))?;
     let ctx = Context::new(params.clone(), Device::Cpu).map_err(s)?;
     let t0 = Instant::now();
@@ -83,6 +97,40 @@ pub fn keygen(
         &keys,
         ms,
     )
+}
+
+/// Plans a prefill of T - 1 tokens and a decode step on the simulator: a preset with too few
+/// levels for the model's stages is refused before keys are made. Errors: that, naming the
+/// preset.
+fn check_preset(
+    enc: &EncryptedGpt2,
+    pr: &crate::ckks::bootstrap::BootstrapPreset,
+    params: &Arc<crate::ckks::Parameters>,
+    name: &str,
+) -> Result<(), String> {
+    let n = enc.tokens() - 1;
+    crate::nn::planner::plan(
+        params,
+        &pr.boot,
+        enc.layout.cts(),
+        params.max_slots(),
+        |c, x| {
+            let err = |e: crate::models::ModelError| match e {
+                crate::models::ModelError::Layer(e) => e,
+                other => crate::ckks::CkksError::Invalid(other.to_string()),
+            };
+            let (_, mut cache) = enc.prefill(c, x, n, &mut |_| {}).map_err(err)?;
+            enc.decode(c, x, &mut cache, n, &mut |_| {}).map_err(err)
+        },
+    )
+    .map(|_| ())
+    .map_err(|e| {
+        format!(
+            "preset {name} cannot run this model ({e}); `umbra presets` lists the others \
+             (the default, {}, can)",
+            super::model::DEFAULT_PRESET
+        )
+    })
 }
 
 /// What a GPT-2 `encrypt` encrypts: the prompt (prefill) or one new token at its position.
@@ -117,16 +165,27 @@ pub fn encrypt(
     dir: &Path,
     keys: &Path,
     input: StepInput<'_>,
+    tokens: Option<usize>,
     out: &Path,
 ) -> Result<EncryptReport, String> {
     let l = load(dir)?;
     let (h, params, _pr, sk, ctx) = read_secret(keys, &l.fingerprint)?;
     Bundle::check_target(out, "input").map_err(s)?;
+    if let Some(t) = tokens.filter(|&t| t != h.tokens) {
+        return Err(format!(
+            "--tokens {t}: the keys in {} were made for a window of {}",
+            keys.display(),
+            h.tokens
+        ));
+    }
     let enc = model_at(&l, h.tokens, params.max_slots())?;
     let t = h.tokens;
     let (rows, ids, length, position) = match input {
         StepInput::Prompt(text) => {
             let ids = l.tokenizer.encode(text).map_err(s)?.ids;
+            if ids.is_empty() {
+                return Err("the prompt is empty".into());
+            }
             if ids.len() > t {
                 return Err(format!(
                     "the prompt has {} tokens, more than the keys' window of {t} positions \
@@ -140,11 +199,20 @@ pub fn encrypt(
             (rows, ids, n, None)
         }
         StepInput::Token { id, position } => {
-            if position == 0 || position >= t {
+            if position >= t {
                 return Err(format!(
-                    "--position {position}: a new token goes at 1..{t} (after the prompt, inside \
-                     the keys' window of {t})"
+                    "--position {position}: the keys' window of {t} positions (0 to {}) is full; \
+                     generating further needs keys for a larger window (`keygen --tokens {}`)",
+                    t - 1,
+                    2 * t
                 ));
+            }
+            if position == 0 {
+                return Err(
+                    "--position 0: position 0 is the prompt's first token; a new token goes \
+                     right after the prompt (decrypt's next_position)"
+                        .into(),
+                );
             }
             let rows = enc.token_rows(&l.model, id, position).map_err(s)?;
             (rows, vec![id], position + 1, Some(position))
@@ -213,13 +281,12 @@ pub fn checkpoint_path(cache: &Path) -> PathBuf {
     PathBuf::from(p)
 }
 
-/// Writes `b` at `path` through a temporary file and a rename (a kill mid-write leaves the old
-/// file whole).
+/// Writes `b` at `path` through `PATH.tmp` and a rename (a kill mid-write leaves the old file
+/// whole; a `PATH.tmp` that is not an Umbra file of the same kind is refused, not overwritten).
 fn write_atomic(b: &Bundle, path: &Path) -> Result<(), String> {
     let mut tmp = path.as_os_str().to_owned();
     tmp.push(".tmp");
     let tmp = PathBuf::from(tmp);
-    let _ = std::fs::remove_file(&tmp);
     b.write(&tmp, false).map_err(s)?;
     std::fs::rename(&tmp, path).map_err(|e| format!("{}: {e}", path.display()))
 }
@@ -261,6 +328,16 @@ pub fn infer(
     opt: &InferOptions<'_>,
 ) -> Result<InferReport, String> {
     let l = load(dir)?;
+    for (p, what) in [
+        (input, "--in"),
+        (eval_keys_file, "--eval-keys"),
+        (cache_path, "--cache"),
+        (out, "--out"),
+    ] {
+        if p.is_dir() {
+            return Err(format!("{what} {}: a directory; pass a file", p.display()));
+        }
+    }
     Bundle::check_target(out, "output").map_err(s)?;
     Bundle::check_target(cache_path, "kv-cache").map_err(s)?;
     let ckpt_path = checkpoint_path(cache_path);
@@ -303,7 +380,20 @@ pub fn infer(
     // The cache a decode step reads: its header now (the position), its ciphertexts unless a
     // checkpoint carries a newer copy.
     let cache_file = match h.position {
-        None => None,
+        None => {
+            // A prefill starts a conversation: never over another one's cache.
+            if let Ok(b) = Bundle::read(cache_path) {
+                if !checkpoint_path(cache_path).exists() {
+                    return Err(format!(
+                        "{} already holds a conversation's cache ({} positions): a prefill \
+                         starts a new one; remove the file or pass another --cache",
+                        cache_path.display(),
+                        b.header.length.unwrap_or(0)
+                    ));
+                }
+            }
+            None
+        }
         Some(p) => {
             if !cache_path.exists() {
                 return Err(format!(
@@ -315,10 +405,16 @@ pub fn infer(
             cb.header.expect("kv-cache", &h, cache_path).map_err(s)?;
             let held = cb.header.length.unwrap_or(0);
             if held != p {
+                let again = if held == p + 1 {
+                    " (this step already ran: its output is the last `infer --out`)"
+                } else {
+                    ""
+                };
                 return Err(format!(
-                    "a decode step at the wrong position: {} holds positions 0..{held}, so the \
-                     next token goes at position {held}; {} is for position {p}",
+                    "a decode step at the wrong position: {} holds {held} positions (0 to {}), \
+                     so the next token goes at position {held}; {} is for position {p}{again}",
                     cache_path.display(),
+                    held.saturating_sub(1),
                     input.display()
                 ));
             }
@@ -401,6 +497,21 @@ pub fn infer(
     } else {
         "prefill"
     };
+    if let Some(k) = opt.stop_after_layers {
+        if k == 0 || k >= layers || k <= start {
+            return Err(format!(
+                "--stop-after-layers {k}: this step has {layers} layers{}; stop after one of \
+                 {} to {}",
+                if start > 0 {
+                    format!(" and its checkpoint is past layer {start}")
+                } else {
+                    String::new()
+                },
+                start + 1,
+                layers - 1
+            ));
+        }
+    }
     let pb = if opt.quiet {
         indicatif::ProgressBar::hidden()
     } else {
@@ -408,7 +519,7 @@ pub fn infer(
     };
     pb.set_position(start as u64);
     let t0 = Instant::now();
-    let stop = opt.stop_after_layers.filter(|&k| k < layers);
+    let stop = opt.stop_after_layers;
     let mut stopped = false;
     let mut hook = |done: usize, hh: &[Ciphertext], c: &[LayerKv<Ciphertext>]| {
         pb.set_position(done as u64);

@@ -99,16 +99,21 @@ impl Header {
                 describe(kind)
             )));
         }
-        if self.model != other.model {
+        if !self.model.same_model(&other.model) {
+            let id = |m: &Fingerprint| {
+                format!(
+                    "config sha256 {}..., weights sha256 {}..., {} layers, hidden {}",
+                    short(&m.config_sha256),
+                    short(&m.weights_sha256),
+                    m.layers,
+                    m.hidden
+                )
+            };
             return Err(err(format!(
-                "was made for another model (config sha256 {}..., {} layers, hidden {}), not \
-                 this one (sha256 {}..., {} layers, hidden {})",
-                short(&self.model.config_sha256),
-                self.model.layers,
-                self.model.hidden,
-                short(&other.model.config_sha256),
-                other.model.layers,
-                other.model.hidden
+                "was made for another model ({}), not this one ({}): pass the --model it was \
+                 made for",
+                id(&self.model),
+                id(&other.model)
             )));
         }
         if self.preset != other.preset || self.tokens != other.tokens {
@@ -238,8 +243,8 @@ impl Bundle {
     pub fn read(path: &Path) -> Result<Self, ModelError> {
         if path.is_dir() {
             return Err(ModelError::Input(format!(
-                "{} is a directory: pass the file (a key directory holds secret.key and \
-                 eval.keys)",
+                "{} is a directory: pass a file (`umbra keygen`'s key directory holds secret.key \
+                 and eval.keys; the other files are what encrypt, infer and decrypt wrote)",
                 path.display()
             )));
         }

@@ -189,7 +189,8 @@ pub struct Gpt2Ranges {
     pub logits: Option<Interval>,
 }
 
-/// The fingerprint of a GPT-2 directory: its shape and the SHA-256 of its `config.json`.
+/// The fingerprint of a GPT-2 directory: its shape and the SHA-256 of its `config.json` and of
+/// its weights.
 pub fn fingerprint(dir: &Path, model: &Gpt2Model) -> Result<Fingerprint, ModelError> {
     let path = dir.join("config.json");
     let bytes = std::fs::read(&path).map_err(|e| ModelError::io(&path, e))?;
@@ -203,6 +204,7 @@ pub fn fingerprint(dir: &Path, model: &Gpt2Model) -> Result<Fingerprint, ModelEr
             .iter()
             .map(|b| format!("{b:02x}"))
             .collect(),
+        weights_sha256: super::calibration::weights_sha256(dir)?,
     })
 }
 
@@ -227,7 +229,7 @@ impl Gpt2Ranges {
         }
         let r: Gpt2Ranges =
             serde_json::from_value(v).map_err(|e| err(format!("not a valid ranges file: {e}")))?;
-        if &r.model != model {
+        if !r.model.same_model(model) {
             return Err(err(format!(
                 "calibrated for another model (config.json sha256 {}, this one {}): run \
                  `umbra calibrate` for it",
