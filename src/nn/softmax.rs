@@ -477,7 +477,7 @@ fn normalize<C: Circuit>(
     // The sums go into the inverse without a bootstrap of their own: a bootstrap's error scales
     // with its bound (the key count), far above typical sums (e^-above .. a few).
     let need = usize::from(masked) + super::chain::poly_depth(c, &inverse.guess)? + 1;
-    let es = c.refresh_all(&es, need, 1.0)?;
+    let es = c.refresh_all(es, need, 1.0)?;
     let totals = group_sums(c, layout, &es, group)?;
     let sums = totals
         .iter()
