@@ -15,10 +15,9 @@ use crate::backend::Device;
 use crate::ckks::bootstrap::{gen_bootstrap_keys_at, BootstrapPreset, Refreshing};
 use crate::ckks::serialize::Serial;
 use crate::ckks::{
-    Ciphertext, CkksError, Context, Decryptor, Encoder, Encryptor, EvaluationKeys, KeyGenerator,
-    Parameters, SecretKey, SimCiphertext, Simulator,
+    Ciphertext, CkksError, Context, Decryptor, EvaluationKeys, KeyGenerator, Parameters, SecretKey,
+    SimCiphertext, Simulator,
 };
-use crate::math::fft::C64;
 use crate::models::calibration::{read_sentences, Fingerprint, DEFAULT_MARGIN};
 use crate::models::gpt2::{argmax, Gpt2Model};
 use crate::models::gpt2_calibration::{self, Gpt2Ranges};
@@ -173,18 +172,7 @@ pub(crate) fn encrypt_rows(
     rows: &[Vec<f64>],
     sk: &SecretKey,
 ) -> Result<Vec<Ciphertext>, String> {
-    let top = ctx.params.compute_top_level();
-    let encoder = Encoder::new(ctx);
-    let mut encryptor = Encryptor::secret(ctx);
-    enc.pack(rows)
-        .map_err(s)?
-        .iter()
-        .map(|v| {
-            let c: Vec<C64> = v.iter().map(|&a| C64::new(a, 0.0)).collect();
-            encryptor.encrypt_sk(&encoder.encode_complex(&c, top, None)?, sk)
-        })
-        .collect::<Result<_, _>>()
-        .map_err(s)
+    super::model::encrypt_slots(ctx, &enc.pack(rows).map_err(s)?, sk)
 }
 
 /// Client: the (real parts of the) slot vectors of ciphertexts.

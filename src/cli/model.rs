@@ -268,11 +268,19 @@ fn encrypt_rows(
     rows: &[Vec<f64>],
     sk: &SecretKey,
 ) -> Result<Vec<Ciphertext>, String> {
+    encrypt_slots(ctx, &enc.pack(rows).map_err(s)?, sk)
+}
+
+/// Client: real slot vectors encrypted under `sk` at the top compute level, one ciphertext each.
+pub(crate) fn encrypt_slots(
+    ctx: &Arc<Context>,
+    slots: &[Vec<f64>],
+    sk: &SecretKey,
+) -> Result<Vec<Ciphertext>, String> {
     let top = ctx.params.compute_top_level();
     let encoder = Encoder::new(ctx);
     let mut encryptor = Encryptor::secret(ctx);
-    enc.pack(rows)
-        .map_err(s)?
+    slots
         .iter()
         .map(|v| {
             let c: Vec<C64> = v.iter().map(|&a| C64::new(a, 0.0)).collect();
