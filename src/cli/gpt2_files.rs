@@ -30,7 +30,8 @@ use super::generate::{
     relative_logit_err, Gpt2Loaded,
 };
 use super::model::{
-    header, preset, progress_bar, read_secret, write_cts, write_keys, KeygenReport, Server,
+    header, input_and_keys, preset, progress_bar, read_secret, write_cts, write_keys, KeygenReport,
+    Server,
 };
 use crate::backend::Device;
 use crate::ckks::bootstrap::Refreshing;
@@ -349,27 +350,7 @@ pub fn infer(
         .collect();
     let inb = Bundle::from_bytes(&in_bytes, input).map_err(s)?;
     drop(in_bytes);
-    let h = inb.header.clone();
-    h.expect(
-        "input",
-        &header(
-            &l.fingerprint,
-            "input",
-            &h.preset,
-            h.tokens,
-            None,
-            &h.key_id,
-        ),
-        input,
-    )
-    .map_err(s)?;
-    let length = h
-        .length
-        .ok_or_else(|| format!("{}: no length in the header", input.display()))?;
-    let kb = Bundle::read(eval_keys_file).map_err(s)?;
-    kb.header
-        .expect("eval-keys", &h, eval_keys_file)
-        .map_err(s)?;
+    let (h, length, kb) = input_and_keys(&l.fingerprint, &inb, input, eval_keys_file)?;
     let (pr, params) = preset(&h.preset)?;
     let device = Device::choose(opt.backend).map_err(s)?;
     let ctx = Context::new(params.clone(), device).map_err(s)?;

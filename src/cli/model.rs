@@ -941,6 +941,26 @@ pub fn encrypt(
     })
 }
 
+/// Server: the header and length of an input bundle (read from `input`) checked against the model
+/// `fp`, and the evaluation keys' bundle at `eval_keys` checked against the input (model, preset,
+/// tokens, key set). Errors: either check, no length in the header.
+pub(crate) fn input_and_keys(
+    fp: &Fingerprint,
+    inb: &Bundle,
+    input: &Path,
+    eval_keys: &Path,
+) -> Result<(Header, usize, Bundle), String> {
+    let h = inb.header.clone();
+    let want = header(fp, "input", &h.preset, h.tokens, None, &h.key_id);
+    h.expect("input", &want, input).map_err(s)?;
+    let n = h
+        .length
+        .ok_or_else(|| format!("{}: no length in the header", input.display()))?;
+    let kb = Bundle::read(eval_keys).map_err(s)?;
+    kb.header.expect("eval-keys", &h, eval_keys).map_err(s)?;
+    Ok((h, n, kb))
+}
+
 /// What `umbra infer` reports.
 #[derive(Clone, Debug, Serialize)]
 pub struct InferReport {
@@ -968,25 +988,7 @@ pub fn infer(
     let m = load(dir)?;
     Bundle::check_target(out, "output").map_err(s)?;
     let inb = Bundle::read(input).map_err(s)?;
-    let h = inb.header.clone();
-    h.expect(
-        "input",
-        &header(
-            &m.fingerprint,
-            "input",
-            &h.preset,
-            h.tokens,
-            None,
-            &h.key_id,
-        ),
-        input,
-    )
-    .map_err(s)?;
-    let n = h
-        .length
-        .ok_or_else(|| format!("{}: no real length in the header", input.display()))?;
-    let kb = Bundle::read(eval_keys).map_err(s)?;
-    kb.header.expect("eval-keys", &h, eval_keys).map_err(s)?;
+    let (h, n, kb) = input_and_keys(&m.fingerprint, &inb, input, eval_keys)?;
     let (pr, params) = preset(&h.preset)?;
     let device = Device::choose(backend).map_err(s)?;
     let ctx = Context::new(params.clone(), device).map_err(s)?;
