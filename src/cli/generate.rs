@@ -12,7 +12,7 @@ use serde::Serialize;
 
 use super::model::{estimate_ms, preset, progress_bar, Server};
 use crate::backend::Device;
-use crate::ckks::bootstrap::{gen_bootstrap_keys_at, BootstrapPreset, Refreshing};
+use crate::ckks::bootstrap::{BootstrapPreset, Refreshing};
 use crate::ckks::serialize::Serial;
 use crate::ckks::{
     Ciphertext, CkksError, Context, Decryptor, EvaluationKeys, KeyGenerator, Parameters, SecretKey,
@@ -155,14 +155,7 @@ pub(crate) fn eval_keys(
     pr: &BootstrapPreset,
     enc: &EncryptedGpt2,
 ) -> Result<EvaluationKeys, String> {
-    let top = params.compute_top_level();
-    let rots: Vec<(i64, usize)> = enc
-        .rotations()
-        .map_err(s)?
-        .into_iter()
-        .map(|r| (r, top))
-        .collect();
-    gen_bootstrap_keys_at(kg, sk, params, &pr.boot, &rots).map_err(s)
+    super::model::keys_with_rotations(kg, sk, params, pr, enc.rotations().map_err(s)?)
 }
 
 /// Client: T x D rows packed and encrypted under `sk` at the top compute level.

@@ -251,13 +251,20 @@ fn eval_keys(
     pr: &BootstrapPreset,
     enc: &EncryptedEncoder,
 ) -> Result<EvaluationKeys, String> {
+    keys_with_rotations(kg, sk, params, pr, enc.rotations().map_err(s)?)
+}
+
+/// Relinearization and bootstrapping keys, plus the model's rotations `rots` at the top compute
+/// level (where the layers rotate).
+pub(crate) fn keys_with_rotations(
+    kg: &mut KeyGenerator,
+    sk: &SecretKey,
+    params: &Arc<Parameters>,
+    pr: &BootstrapPreset,
+    rots: Vec<i64>,
+) -> Result<EvaluationKeys, String> {
     let top = params.compute_top_level();
-    let rots: Vec<(i64, usize)> = enc
-        .rotations()
-        .map_err(s)?
-        .into_iter()
-        .map(|r| (r, top))
-        .collect();
+    let rots: Vec<(i64, usize)> = rots.into_iter().map(|r| (r, top)).collect();
     gen_bootstrap_keys_at(kg, sk, params, &pr.boot, &rots).map_err(s)
 }
 
